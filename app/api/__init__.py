@@ -1,0 +1,35 @@
+"""The JSON API under /api/v1, documented by flask-smorest at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+
+def register_api(app: Flask) -> None:
+    """Register the API blueprints and the OpenAPI document."""
+    from app.api import grids, reporters, tips
+
+    app.config.update(
+        API_TITLE="Tipline API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    api = Api(
+        app,
+        spec_kwargs={
+            "info": {"description": "Community-safety tips: submit, follow up, and look up grids."}
+        },
+    )
+    api.spec.components.security_scheme(
+        "reporterToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "reporter device/API token (POST /api/v1/reporters)",
+        },
+    )
+    for module in (tips, reporters, grids):
+        api.register_blueprint(module.bp)

@@ -1,0 +1,80 @@
+"""One error shape for the whole API: {"code", "message", "errors"}; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from app.errors import DomainError
+
+log = logging.getLogger("tipline.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorised",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, errors: dict | None = None, retry_after: int | None = None
+):
+    """Build the JSON error response."""
+    resp = jsonify(code=code, message=message, errors=errors or {})
+    resp.status_code = status
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
+def unavailable_response():
+    """503 with Retry-After: the client should send the same request again shortly."""
+    return error_response(
+        503, "unavailable", "temporarily unavailable, please retry", retry_after=2
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map domain errors, HTTP errors and database outages to JSON."""
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.retry_after)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = _HTTP_CODES.get(exc.code or 500, "error")
+        messages = (getattr(exc, "data", None) or {}).get("messages")
+        if messages:  # webargs puts field errors under their location (json, query, ...)
+            errors = {k: v for loc in messages.values() for k, v in loc.items()}
+            return error_response(exc.code, code, "some fields are not valid", errors)
+        return error_response(exc.code or 500, code, exc.description or code)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def database_down(exc):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return unavailable_response()
+
+    @app.errorhandler(DBAPIError)
+    def database_error(exc: DBAPIError):
+        if exc.connection_invalidated:
+            log.warning("database connection lost")
+            return unavailable_response()
+        log.error("database error: %s", type(exc.orig).__name__)
+        return error_response(500, "internal_error", "internal error")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled %s", type(exc).__name__)
+        return error_response(500, "internal_error", "internal error")

@@ -1,0 +1,47 @@
+"""Invite redemption and the reporter's own profile."""
+
+from __future__ import annotations
+
+from flask import jsonify
+from flask_smorest import Blueprint
+from marshmallow import RAISE, Schema, fields, validate
+
+from app.api.auth import current_reporter
+from app.people.errors import Unauthorised
+from app.people.services import redeem_invite
+from app.webapp import db, services
+
+bp = Blueprint("reporters", __name__, url_prefix="/api/v1", description="Reporters")
+
+
+class RedeemSchema(Schema):
+    """An invite code to exchange for a reporter token."""
+
+    class Meta:
+        unknown = RAISE
+
+    invite = fields.String(required=True, validate=validate.Length(min=4, max=40))
+
+
+@bp.route("/reporters", methods=["POST"])
+@bp.arguments(RedeemSchema)
+@bp.doc(summary="Redeem an invite for a reporter token")
+def create_reporter(body: dict):
+    """Turn an invite code into a pseudonymous reporter and a device token (shown once)."""
+    reporter, token = redeem_invite(db(), services().settings.secret_key, body["invite"])
+    return jsonify(pseudonym=reporter.pseudonym, role=reporter.role, token=token), 201
+
+
+@bp.route("/me", methods=["GET"])
+@bp.doc(summary="The signed-in reporter", security=[{"reporterToken": []}])
+def me():
+    """Show the reporter their pseudonym, role and organisation."""
+    reporter = current_reporter(db())
+    if reporter is None:
+        raise Unauthorised("sign in with a reporter token")
+    return jsonify(
+        pseudonym=reporter.pseudonym,
+        role=reporter.role,
+        organisation=reporter.organisation.name if reporter.organisation else None,
+        locale=reporter.locale,
+    )

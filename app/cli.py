@@ -1,0 +1,268 @@
+"""The `tipline` command line (also available as `flask --app wsgi ...`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from app.config import Settings, load_settings
+
+
+class Context:
+    """Settings and database handles, built only when a command needs them."""
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings()
+
+    @cached_property
+    def engine(self):
+        from app.db import make_engine
+
+        return make_engine(self.settings.database_url)
+
+    def unit_of_work(self):
+        """Open one transaction for a command."""
+        from app.db import make_session_factory, unit_of_work
+
+        return unit_of_work(make_session_factory(self.engine))
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def _fail(message: str) -> None:
+    """Print an error without a traceback and exit 2."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def cli() -> None:
+    """Tipline: community-safety tip line."""
+
+
+# --- database -----------------------------------------------------------------------------
+@cli.group("db")
+def db_group() -> None:
+    """Database schema migrations."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Upgrade the database to REVISION (default: head)."""
+    from app.migrate import upgrade
+
+    upgrade(ctx.engine, revision)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str) -> None:
+    """Downgrade the database to REVISION (e.g. base, or -1)."""
+    from app.migrate import downgrade
+
+    downgrade(ctx.engine, revision)
+    click.echo(f"database at {revision}")
+
+
+# --- demo ---------------------------------------------------------------------------------
+@cli.group("demo")
+def demo_group() -> None:
+    """The synthetic demo city."""
+
+
+@demo_group.command("seed")
+@pass_ctx
+def demo_seed(ctx: Context) -> None:
+    """Seed the demo city, categories, staff and invites (idempotent)."""
+    from app.demo.seed import seed_demo
+
+    with ctx.unit_of_work() as session:
+        report = seed_demo(session, ctx.settings)
+    for line in report:
+        click.echo(line)
+
+
+# --- grids --------------------------------------------------------------------------------
+@cli.group("grids")
+def grids_group() -> None:
+    """Grid layers."""
+
+
+@grids_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--crs",
+    type=click.Choice(["wgs84", "gcj02", "bd09"]),
+    default="wgs84",
+    show_default=True,
+    help="datum the polygons were drawn in",
+)
+@click.option("--replace", is_flag=True, help="replace the active layer with this one")
+@pass_ctx
+def grids_import(ctx: Context, file: Path, crs: str, replace: bool) -> None:
+    """Import a GeoJSON FeatureCollection of city/town/village/grid polygons."""
+    from app.errors import DomainError
+    from app.grids.services import LayerInvalid, import_layer
+
+    try:
+        collection = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        _fail(f"{file.name} is not valid GeoJSON: {exc}")
+    try:
+        with ctx.unit_of_work() as session:
+            result = import_layer(
+                session, collection, crs=crs, replace=replace, source_name=file.name
+            )
+    except LayerInvalid as exc:
+        for problem in exc.problems:
+            click.echo(f"{problem.severity}: {problem.message}", err=True)
+        _fail(f"{file.name} was not imported")
+    except DomainError as exc:
+        _fail(exc.message)
+    for problem in result.problems:
+        click.echo(f"{problem.severity}: {problem.message}", err=True)
+    click.echo(f"imported layer version {result.layer_version}: {result.counts}")
+
+
+# --- people -------------------------------------------------------------------------------
+@cli.group("users")
+def users_group() -> None:
+    """Staff users."""
+
+
+@users_group.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "supervisor", "grid_worker"]), required=True)
+@click.option("--grid", "grids", multiple=True, help="grid code in scope (repeatable)")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@pass_ctx
+def users_create(
+    ctx: Context, username: str, role: str, grids: tuple[str, ...], password_stdin: bool
+) -> None:
+    """Create a staff user."""
+    from app.errors import DomainError
+    from app.people.services import create_staff_user
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        with ctx.unit_of_work() as session:
+            create_staff_user(session, username, role, password=password, grids=list(grids))
+    except (DomainError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(f"created {role} {username}")
+
+
+@users_group.command("token")
+@click.argument("username")
+@pass_ctx
+def users_token(ctx: Context, username: str) -> None:
+    """Print a new staff API token."""
+    from app.people.services import issue_staff_token
+
+    try:
+        with ctx.unit_of_work() as session:
+            token = issue_staff_token(session, username)
+    except LookupError as exc:
+        _fail(str(exc))
+    click.echo(token)
+
+
+@cli.group("invites")
+def invites_group() -> None:
+    """Reporter invites."""
+
+
+@invites_group.command("create")
+@click.option(
+    "--role", type=click.Choice(["taxi_driver", "volunteer", "enterprise_guard"]), required=True
+)
+@click.option("--org", "org_name", help="organisation name (created if new)")
+@click.option("--count", type=click.IntRange(1, 1000), default=1, show_default=True)
+@pass_ctx
+def invites_create(ctx: Context, role: str, org_name: str | None, count: int) -> None:
+    """Print invite codes (bot deep link `/start CODE`, or web sign-up)."""
+    from app.people.services import create_invites, find_or_create_organisation
+
+    kinds = {
+        "taxi_driver": "taxi_company",
+        "volunteer": "volunteer_team",
+        "enterprise_guard": "enterprise",
+    }
+    with ctx.unit_of_work() as session:
+        org_id = (
+            find_or_create_organisation(session, org_name, kinds[role]).id if org_name else None
+        )
+        codes = create_invites(
+            session, ctx.settings.secret_key, role, organisation_id=org_id, count=count
+        )
+    for code in codes:
+        click.echo(code)
+
+
+@cli.group("reporters")
+def reporters_group() -> None:
+    """Reporters."""
+
+
+@reporters_group.command("token")
+@click.argument("pseudonym")
+@pass_ctx
+def reporters_token(ctx: Context, pseudonym: str) -> None:
+    """Print a new API token for the reporter with this pseudonym."""
+    from sqlalchemy import select
+
+    from app.people.models import Reporter
+    from app.people.services import issue_reporter_token
+
+    with ctx.unit_of_work() as session:
+        reporter_id = session.scalar(
+            select(Reporter.id).where(Reporter.pseudonym == pseudonym.strip().upper())
+        )
+        if reporter_id is None:
+            _fail(f"no reporter {pseudonym}")
+        token = issue_reporter_token(session, reporter_id)
+    click.echo(token)
+
+
+# --- media --------------------------------------------------------------------------------
+@cli.group("media")
+def media_group() -> None:
+    """The photo store."""
+
+
+@media_group.command("sweep")
+@click.option("--grace", type=int, default=None, help="seconds a file may wait for its row")
+@pass_ctx
+def media_sweep(ctx: Context, grace: int | None) -> None:
+    """Remove stored files that no row refers to (after a grace period)."""
+    from app.reports.storage import LocalMediaStore
+    from app.reports.sweeper import sweep_orphans
+
+    with ctx.unit_of_work() as session:
+        removed = sweep_orphans(
+            session,
+            LocalMediaStore(ctx.settings.media_dir),
+            grace_seconds=ctx.settings.orphan_grace_seconds if grace is None else grace,
+        )
+    click.echo(f"removed {removed} orphan file(s)")
+
+
+def register_cli(app) -> None:
+    """Expose the same commands through `flask --app wsgi`."""
+    for command in cli.commands.values():
+        app.cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(obj=Context())

@@ -1,0 +1,1 @@
+"""The synthetic demo city: grids, categories, organisations, staff and invites."""

@@ -1,0 +1,1 @@
+"""Outbound messages, written in the transaction that causes them and sent later."""

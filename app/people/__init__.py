@@ -1,0 +1,1 @@
+"""Reporters, their channel identities, invites, organisations and staff users."""

@@ -1,0 +1,1 @@
+"""Tips: intake, photos and media storage."""

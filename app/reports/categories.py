@@ -1,0 +1,54 @@
+"""The eleven tip categories of CONTRACT.md with names and response-time targets."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.reports.models import Category
+
+# code, Chinese, English, severity (4 urgent .. 1 low), minutes to acknowledge, to resolve
+DEFAULT_CATEGORIES = (
+    ("robbery_violence", "抢劫/暴力", "Robbery or violence", 4, 3, 120),
+    ("fire_hazard", "火灾隐患", "Fire hazard", 4, 3, 120),
+    ("missing_person", "人员走失", "Missing person", 4, 3, 240),
+    ("theft", "盗窃", "Theft", 3, 10, 1440),
+    ("drugs_gambling", "涉毒涉赌", "Drugs or gambling", 3, 15, 2880),
+    ("suspicious", "可疑情况", "Suspicious activity", 2, 15, 1440),
+    ("traffic", "交通隐患", "Traffic hazard", 2, 15, 720),
+    ("fraud", "诈骗", "Fraud", 2, 30, 2880),
+    ("dispute", "矛盾纠纷", "Dispute", 2, 30, 1440),
+    ("public_facility", "公共设施损坏", "Damaged public facility", 1, 60, 4320),
+    ("other", "其他", "Other", 2, 30, 2880),
+)
+
+
+def seed_categories(session: Session) -> int:
+    """Insert missing default categories (existing ones, perhaps edited, are left alone)."""
+    have = set(session.scalars(select(Category.code)))
+    added = 0
+    for order, (code, zh, en, sev, ack, res) in enumerate(DEFAULT_CATEGORIES):
+        if code not in have:
+            session.add(
+                Category(
+                    code=code,
+                    name_zh=zh,
+                    name_en=en,
+                    severity=sev,
+                    ack_minutes=ack,
+                    resolve_minutes=res,
+                    sort_order=order,
+                )
+            )
+            added += 1
+    session.flush()
+    return added
+
+
+def list_categories(session: Session) -> list[Category]:
+    """Return the active categories in display order."""
+    return list(
+        session.scalars(
+            select(Category).where(Category.active.is_(True)).order_by(Category.sort_order)
+        )
+    )

@@ -1,0 +1,100 @@
+"""Wiring of the web app: config, per-request session, blueprints, error pages."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g
+
+from app.config import Settings
+from app.db import make_engine, make_session_factory, read_only
+from app.reports.photos import configure_decode_slots
+from app.reports.storage import LocalMediaStore
+
+log = logging.getLogger("tipline.web")
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Services:
+    """What views reach through `current_app.extensions['tipline']`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.read_sessions = make_session_factory(read_only(self.engine))
+        self.store = LocalMediaStore(settings.media_dir)
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    """Apply settings and register everything the app serves."""
+    from app.api import register_api
+    from app.api.errors import register_error_handlers
+    from app.api.health import bp as health_bp
+
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        TESTING=settings.testing,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,  # text fields; photos stream to temp files
+        JSON_SORT_KEYS=False,
+    )
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    services = Services(settings)
+    app.extensions["tipline"] = services
+    configure_decode_slots(settings.decode_slots)
+
+    app.teardown_appcontext(_close_session)
+    app.after_request(_commit_session)
+    app.register_blueprint(health_bp)
+    register_api(app)
+    register_error_handlers(app)
+
+
+def services() -> Services:
+    """Return the app's Services."""
+    from flask import current_app
+
+    return current_app.extensions["tipline"]
+
+
+def db():
+    """Return this request's session: write transactions for writes, deferred for reads."""
+    from flask import request
+
+    if "db" not in g:
+        svc = services()
+        factory = svc.read_sessions if request.method in READ_METHODS else svc.sessions
+        g.db = factory()
+    return g.db
+
+
+def _commit_session(response):
+    """Commit before the response leaves, so nothing is acknowledged that is not stored."""
+    session = g.pop("db", None)
+    if session is None:
+        return response
+    try:
+        if response.status_code < 400:
+            session.commit()
+        else:
+            session.rollback()
+    except Exception:
+        session.rollback()
+        log.exception("commit failed")
+        from app.api.errors import unavailable_response
+
+        return unavailable_response()
+    finally:
+        session.close()
+    return response
+
+
+def _close_session(_exc) -> None:
+    """Roll back and release whatever a failed request left open."""
+    session = g.pop("db", None)
+    if session is not None:
+        session.rollback()
+        session.close()
