@@ -25,6 +25,11 @@ class Context:
 
         return make_engine(self.settings.database_url)
 
+    def close(self) -> None:
+        """Release pooled connections when the command ends."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     def unit_of_work(self):
         """Open one transaction for a command."""
         from app.db import make_session_factory, unit_of_work
@@ -42,8 +47,10 @@ def _fail(message: str) -> None:
 
 
 @click.group()
-def cli() -> None:
+@click.pass_context
+def cli(click_ctx: click.Context) -> None:
     """Tipline: community-safety tip line."""
+    click_ctx.call_on_close(click_ctx.ensure_object(Context).close)
 
 
 # --- database -----------------------------------------------------------------------------
