@@ -136,9 +136,9 @@ def grids_import(ctx: Context, file: Path, crs: str, replace: bool) -> None:
         _fail(f"{file.name} was not imported")
     except DomainError as exc:
         _fail(exc.message)
-    for problem in result.problems:
+    for problem in result.warnings:
         click.echo(f"{problem.severity}: {problem.message}", err=True)
-    click.echo(f"imported layer version {result.layer_version}: {result.counts}")
+    click.echo(f"imported layer version {result.version}: {result.counts}")
 
 
 # --- people -------------------------------------------------------------------------------

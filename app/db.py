@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
+
+from app.db_sqlite import configure_sqlite, sqlite_connect_args
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -49,32 +52,15 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime()}  # noqa: RUF012 (SQLAlchemy reads it)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    """Turn on WAL, foreign keys and a busy timeout; take over BEGIN from pysqlite."""
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
-
-
-def _sqlite_begin(conn) -> None:
-    """Start write transactions with BEGIN IMMEDIATE: deferred ones lose updates under load."""
-    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-    conn.exec_driver_sql(f"BEGIN {mode}")
-
-
 def make_engine(url: str) -> Engine:
     """Create the engine with the per-backend settings ARCHITECTURE.md requires."""
     if url.startswith("sqlite"):
-        kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-        if url in ("sqlite://", "sqlite:///:memory:"):
+        database = make_url(url).database
+        kwargs: dict = {"connect_args": sqlite_connect_args(database)}
+        if not database or database == ":memory:":
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, hide_parameters=True, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        configure_sqlite(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -106,3 +92,22 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@functools.cache
+def _insert_ignoring_conflicts(table, dialect_name: str):
+    """Build (once per table and dialect) INSERT ... ON CONFLICT DO NOTHING RETURNING id."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing().returning(table.c.id)
+
+
+def insert_unless_exists(conn, table, values: dict) -> int | None:
+    """Insert a row unless a unique key is taken: the new id, or None if a row won.
+
+    No savepoint is needed: on PostgreSQL a concurrent insert of the same key
+    waits for the other transaction and then does nothing; SQLite writers are serial.
+    """
+    return conn.execute(_insert_ignoring_conflicts(table, conn.dialect.name), values).scalar()

@@ -80,7 +80,7 @@ def seed_demo(session: Session, settings: Settings) -> list[str]:
             synthetic=True,
         )
         layer = session.scalar(select(GridLayer).where(GridLayer.active.is_(True)))
-        lines.append(f"grid layer v{result.layer_version}: {result.counts}")
+        lines.append(f"grid layer v{result.version}: {result.counts}")
     orgs = {
         name: find_or_create_organisation(session, name, kind)
         for name, kind, _room, _liaison in DEMO_ORGS

@@ -164,7 +164,6 @@ def _chunks(start: int, stop: int, size: int = 3) -> list[tuple[int, int]]:
 
 
 def _feature(code, name, level, parent, geom, *, station=None) -> dict:
-    geom = shapely.normalize(geom) if geom.geom_type != "Polygon" else geom
     geom = shapely.orient_polygons(geom)  # RFC 7946: exterior rings counter-clockwise
     props = {"code": code, "name": name, "level": level, "parent": parent, "synthetic": True}
     if station is not None:

@@ -73,16 +73,6 @@ class ImportResult:
     counts: dict[str, int] = field(default_factory=dict)  # features per level
     warnings: list[Problem] = field(default_factory=list)
 
-    @property
-    def layer_version(self) -> int:
-        """Alias of `version`, the name tips use for it."""
-        return self.version
-
-    @property
-    def problems(self) -> list[Problem]:
-        """Everything the check reported; after a successful import, only warnings."""
-        return self.warnings
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Placement:

@@ -6,13 +6,15 @@ import hashlib
 import json
 import uuid
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Row
 
+from app.db import insert_unless_exists
 from app.reports.errors import BadIdempotencyKey, IdempotencyKeyReused
 from app.reports.models import IdempotencyRecord
 from app.security import keyed_hash
+
+records = IdempotencyRecord.__table__
 
 
 def check_key(key: str | None) -> str | None:
@@ -36,49 +38,36 @@ def scope_for(reporter_id: int | None) -> str:
     return f"reporter:{reporter_id}" if reporter_id is not None else "anonymous"
 
 
-def find_record(session: Session, secret: str, scope: str, key: str) -> IdempotencyRecord | None:
-    """Return the stored record for (scope, key), if any."""
-    key_hash = keyed_hash(secret, "idempotency", key)
-    return session.scalar(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == scope, IdempotencyRecord.key_hash == key_hash
-        )
-    )
+def claim_key(conn: Connection, secret: str, scope: str, key: str, print_: str) -> Row | None:
+    """Claim the key for this request, or return the record of the request that owns it.
 
-
-def claim_key(
-    session: Session, secret: str, scope: str, key: str, print_: str
-) -> IdempotencyRecord | None:
-    """Claim the key for this request; return the earlier record if another request owns it.
-
-    The insert happens in a savepoint before any other write, so when a concurrent
-    request with the same key wins the unique constraint, nothing of ours is lost.
+    The claim is the transaction's first write; when a concurrent request with the
+    same key has committed first, its record is returned and nothing of ours is written.
     """
-    existing = find_record(session, secret, scope, key)
-    if existing is None:
-        record = IdempotencyRecord(
-            scope=scope,
-            key_hash=keyed_hash(secret, "idempotency", key),
-            fingerprint=print_,
-            status_code=0,
-            response={},
-        )
-        try:
-            with session.begin_nested():
-                session.add(record)
-        except IntegrityError:
-            existing = find_record(session, secret, scope, key)
-            if existing is None:  # the other request rolled back after all
-                raise
-        else:
-            return None
-    if existing.fingerprint != print_:
+    key_hash = keyed_hash(secret, "idempotency", key)
+    claimed = insert_unless_exists(
+        conn,
+        records,
+        {
+            "scope": scope,
+            "key_hash": key_hash,
+            "fingerprint": print_,
+            "status_code": 0,
+            "response": {},
+        },
+    )
+    if claimed is not None:
+        return None
+    earlier = conn.execute(
+        select(records).where(records.c.scope == scope, records.c.key_hash == key_hash)
+    ).one()
+    if earlier.fingerprint != print_:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
-    return existing
+    return earlier
 
 
 def complete_key(
-    session: Session,
+    conn: Connection,
     secret: str,
     scope: str,
     key: str,
@@ -88,7 +77,10 @@ def complete_key(
     tip_id: int,
 ) -> None:
     """Store the response that later retries of this key will receive."""
-    record = find_record(session, secret, scope, key)
-    record.status_code = status_code
-    record.response = response
-    record.tip_id = tip_id
+    conn.execute(
+        update(records)
+        .where(
+            records.c.scope == scope, records.c.key_hash == keyed_hash(secret, "idempotency", key)
+        )
+        .values(status_code=status_code, response=response, tip_id=tip_id)
+    )

@@ -101,6 +101,9 @@ class Tip(Base):
     photos: Mapped[list[Photo]] = relationship(
         back_populates="tip", order_by="Photo.position", cascade="all, delete-orphan"
     )
+    events: Mapped[list[TipEvent]] = relationship(
+        order_by="TipEvent.at", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class Photo(Base):

@@ -6,11 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import utcnow
+from app.db import insert_unless_exists, utcnow
 from app.errors import DomainError
 from app.grids.services import Placement, route_point
 from app.identifiers import (
@@ -20,8 +21,7 @@ from app.identifiers import (
     normalise_ref,
     receipt_from_key,
 )
-from app.outbox.services import queue_message
-from app.people.models import StaffScope, StaffUser
+from app.outbox.services import queue_for_grid_workers
 from app.reports import idempotency
 from app.reports.errors import InvalidTip, TipNotFound, TooManyPhotos
 from app.reports.models import Category, Photo, Tip, TipEvent
@@ -35,6 +35,14 @@ PRIORITY_BY_SEVERITY = {4: "urgent", 3: "high", 2: "normal", 1: "low"}
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _schema = TipInputSchema()
+tips = Tip.__table__
+categories = Category.__table__
+# Statements are built once: constructing one per call costs more than running it.
+_CATEGORY = select(categories.c.id, categories.c.code, categories.c.severity).where(
+    categories.c.code == bindparam("code"), categories.c.active.is_(True)
+)
+_INSERT_PHOTO = insert(Photo.__table__)
+_INSERT_EVENT = insert(TipEvent.__table__)
 
 
 @dataclass(frozen=True)
@@ -111,70 +119,60 @@ def _flags_and_placement(
 ) -> tuple[list[str], Placement]:
     """Route the point, flagging what staff must check; odd input is kept, never dropped."""
     flags: list[str] = []
-    accuracy = data.get("accuracy_m")
-    routable = lat is not None
-    if routable and abs(lat) < 1e-6 and abs(lon) < 1e-6:
-        flags.append("null_island")
-        routable = False
-    if routable and accuracy is not None and accuracy > settings.max_accuracy_m:
-        flags.append("low_accuracy")
-        routable = False
+    if lat is not None and abs(lat) < 1e-6 and abs(lon) < 1e-6:
+        flags.append("null_island")  # a phone's "no fix" default, not a place
+        lat = lon = None
     if data.get("occurred_at") and data["occurred_at"] > now + FUTURE_TOLERANCE:
         flags.append("future_time")
-    if routable:
-        placement = route_point(session, lat, lon, accuracy, nearest_m=settings.nearest_grid_m)
-    else:
-        placement = route_point(session, None, None, None)
-    if placement.reason == "outside_area":
-        flags.append("outside_area")
-    if placement.grid_id is None:
+    placement = route_point(
+        session,
+        lat,
+        lon,
+        data.get("accuracy_m"),
+        nearest_m=settings.nearest_grid_m,
+        max_accuracy_m=settings.max_accuracy_m,
+    )
+    if placement.reason in ("outside_area", "low_accuracy"):
+        flags.append(placement.reason)
+    if not placement.routed:
         flags.append("needs_location")
     return flags, placement
 
 
-def _unique_ref(session: Session) -> str:
-    """Draw references until one is free (a clash is one in a billion per draw)."""
-    while True:
+def _insert_tip(conn: Connection, values: dict) -> tuple[int, str]:
+    """Insert the tip under a fresh reference, drawing again on the rare clash."""
+    for _ in range(8):  # a clash is one in a billion per draw
         ref = new_tip_ref()
-        if session.scalar(select(Tip.id).where(Tip.ref == ref)) is None:
-            return ref
+        tip_id = insert_unless_exists(conn, tips, {**values, "ref": ref})
+        if tip_id is not None:
+            return tip_id, ref
+    raise RuntimeError("could not draw a free tip reference")
 
 
-def _notify_grid_staff(session: Session, tip: Tip, placement: Placement, category: Category):
-    """Queue a message to each active grid worker of the tip's grid."""
-    if placement.grid_id is None:
-        return
-    staff_ids = session.scalars(
-        select(StaffUser.id)
-        .join(StaffScope)
-        .where(
-            StaffScope.grid_code == placement.code,
-            StaffUser.role == "grid_worker",
-            StaffUser.active.is_(True),
+def _photo_rows(tip_id: int, stored: list[tuple[ProcessedPhoto, str, str]]) -> list[dict]:
+    """Make the photo rows, keeping the same photo sent twice in one tip only once."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for p, derivative_key, thumb_key in stored:
+        if p.sha256 in seen:
+            continue
+        seen.add(p.sha256)
+        rows.append(
+            {
+                "tip_id": tip_id,
+                "position": len(rows),
+                "sha256": p.sha256,
+                "original_format": p.original_format,
+                "derivative_key": derivative_key,
+                "thumbnail_key": thumb_key,
+                "width": p.width,
+                "height": p.height,
+                "thumb_width": p.thumb_width,
+                "thumb_height": p.thumb_height,
+                "phash": p.phash,
+            }
         )
-    ).all()
-    for staff_id in staff_ids:
-        queue_message(
-            session,
-            recipient_kind="staff",
-            recipient_id=staff_id,
-            template="staff_new_tip",
-            tip_id=tip.id,
-            params={
-                "ref": tip.ref,
-                "category": category.code,
-                "priority": tip.priority,
-                "grid": placement.code,
-            },
-            dedupe_key=f"new_tip:{tip.id}:{staff_id}",
-        )
-
-
-def _grid_body(placement: Placement) -> dict | None:
-    """The grid as the reporter sees it."""
-    if placement.grid_id is None:
-        return None
-    return {"code": placement.code, "name": placement.name, "path": placement.path}
+    return rows
 
 
 def submit_tip(
@@ -210,23 +208,18 @@ def submit_tip(
     anonymous = data.pop("anonymous") or reporter_id is None
     photos = _process_all(settings, uploads)
     scope = idempotency.scope_for(reporter_id)
+    # The hot path speaks Core on the session's connection: the ORM unit of work cost
+    # more than the rest of the request (see bench/bench_intake.py).
+    conn = session.connection()
     if key is not None:
-        earlier = idempotency.claim_key(
-            session,
-            settings.secret_key,
-            scope,
-            key,
-            _request_print({**data, "anonymous": anonymous}, photos, channel),
-        )
+        print_ = _request_print({**data, "anonymous": anonymous}, photos, channel)
+        earlier = idempotency.claim_key(conn, settings.secret_key, scope, key, print_)
         if earlier is not None:
             body = dict(earlier.response)
-            if "receipt_from_key" in body:
-                body.pop("receipt_from_key")
+            if body.pop("receipt_from_key", False):
                 body["receipt"] = receipt_from_key(settings.secret_key, key)
             return Submission(earlier.status_code, body, True, body["ref"])
-    category = session.scalar(
-        select(Category).where(Category.code == data["category"], Category.active.is_(True))
-    )
+    category = conn.execute(_CATEGORY, {"code": data["category"]}).first()
     if category is None:
         raise InvalidTip("unknown category", fields={"category": ["not an active category"]})
 
@@ -238,67 +231,67 @@ def submit_tip(
     receipt = None
     if anonymous:
         receipt = receipt_from_key(settings.secret_key, key) if key else new_receipt()
-    tip = Tip(
-        ref=_unique_ref(session),
-        reporter_id=None if anonymous else reporter_id,
-        receipt_hash=keyed_hash(settings.secret_key, "receipt", receipt) if receipt else None,
-        channel=channel,
-        category=category,
-        description=data["description"],
-        observed_at=data.get("occurred_at"),
-        received_at=now,
-        latitude=lat,
-        longitude=lon,
-        accuracy_m=data.get("accuracy_m"),
-        location_source=source,
-        address=data.get("address"),
-        grid_id=placement.grid_id,
-        routing_reason=placement.reason,
-        layer_version=placement.layer_version,
-        neighbour_grids=placement.neighbours or None,
-        flags=flags,
-        priority=PRIORITY_BY_SEVERITY.get(category.severity, "normal"),
-        status="new",
+    priority = PRIORITY_BY_SEVERITY.get(category.severity, "normal")
+    tip_id, ref = _insert_tip(
+        conn,
+        dict(
+            reporter_id=None if anonymous else reporter_id,
+            receipt_hash=keyed_hash(settings.secret_key, "receipt", receipt) if receipt else None,
+            channel=channel,
+            category_id=category.id,
+            description=data["description"],
+            observed_at=data.get("occurred_at"),
+            received_at=now,
+            latitude=lat,
+            longitude=lon,
+            accuracy_m=data.get("accuracy_m"),
+            location_source=source,
+            address=data.get("address"),
+            grid_id=placement.grid_id,
+            routing_reason=placement.reason,
+            layer_version=placement.layer_version,
+            neighbour_grids=placement.neighbours or None,
+            flags=flags,
+            priority=priority,
+            status="new",
+            updated_at=now,
+        ),
     )
-    seen: set[str] = set()
-    for p, derivative_key, thumb_key in stored:
-        if p.sha256 in seen:  # the same photo twice in one tip is kept once
-            continue
-        seen.add(p.sha256)
-        tip.photos.append(
-            Photo(
-                position=len(tip.photos),
-                sha256=p.sha256,
-                original_format=p.original_format,
-                derivative_key=derivative_key,
-                thumbnail_key=thumb_key,
-                width=p.width,
-                height=p.height,
-                thumb_width=p.thumb_width,
-                thumb_height=p.thumb_height,
-                phash=p.phash,
-            )
-        )
-    session.add(tip)
-    session.flush()
-    session.add(
-        TipEvent(
-            tip_id=tip.id,
+    photo_rows = _photo_rows(tip_id, stored)
+    if photo_rows:
+        conn.execute(_INSERT_PHOTO, photo_rows)
+    conn.execute(
+        _INSERT_EVENT,
+        dict(
+            tip_id=tip_id,
             at=now,
             actor_kind="reporter" if reporter_id else "system",
             actor_id=None if anonymous else reporter_id,
             action="submitted",
             to_status="new",
             data={"channel": channel, "routing": placement.reason, "flags": flags},
-        )
+        ),
     )
-    _notify_grid_staff(session, tip, placement, category)
+    if placement.routed:
+        queue_for_grid_workers(
+            session,
+            placement.code,
+            template="staff_new_tip",
+            tip_id=tip_id,
+            dedupe_prefix=f"new_tip:{tip_id}:",
+            params={
+                "ref": ref,
+                "category": category.code,
+                "priority": priority,
+                "grid": placement.code,
+            },
+        )
     body = {
-        "ref": tip.ref,
-        "status": reporter_status(tip.status),
-        "priority": tip.priority,
-        "grid": _grid_body(placement),
-        "photos": [{"width": ph.width, "height": ph.height} for ph in tip.photos],
+        "ref": ref,
+        "status": reporter_status("new"),
+        "priority": priority,
+        "grid": placement.grid_json(),
+        "photos": [{"width": r["width"], "height": r["height"]} for r in photo_rows],
         "flags": flags,
     }
     if key is not None:
@@ -306,17 +299,17 @@ def submit_tip(
         if receipt:  # the receipt is re-derived on replay, never stored
             stored_body["receipt_from_key"] = True
         idempotency.complete_key(
-            session,
+            conn,
             settings.secret_key,
             scope,
             key,
             status_code=201,
             response=stored_body,
-            tip_id=tip.id,
+            tip_id=tip_id,
         )
     if receipt:
         body["receipt"] = receipt
-    return Submission(201, body, False, tip.ref)
+    return Submission(201, body, False, ref)
 
 
 def view_tip(

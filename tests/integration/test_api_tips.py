@@ -342,3 +342,25 @@ def test_owner_and_receipt_holder_see_the_tip_others_get_404(client, seeded):
     assert wrong.json == unknown.json  # a wrong receipt and an unknown ref look the same
     bad = get(f"/api/v1/tips/{mine}", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
+
+
+def test_grid_workers_of_the_grid_get_an_outbox_message(client, seeded):
+    from app.outbox.models import OutboxMessage
+    from app.people.services import create_staff_user
+
+    with seeded() as s:
+        worker = create_staff_user(s, "w1", "grid_worker", grids=["G2"]).id
+        create_staff_user(s, "w2", "grid_worker", grids=["G3"])
+        create_staff_user(s, "gone", "grid_worker", grids=["G2"]).active = False
+        create_staff_user(s, "boss", "supervisor", grids=["G2"])
+        s.commit()
+    ref = post_json(client, tip_at("G2")).json["ref"]
+    post_json(client, {**tip_at(), "latitude": 0, "longitude": 0})  # no grid: nobody
+    with seeded() as s:
+        rows = s.scalars(select(OutboxMessage)).all()
+        tip_id = s.scalar(select(Tip.id).where(Tip.ref == ref))
+    assert [(m.recipient_kind, m.recipient_id, m.template) for m in rows] == [
+        ("staff", worker, "staff_new_tip")]
+    assert rows[0].params == {"ref": ref, "category": "theft", "priority": "high", "grid": "G2"}
+    assert rows[0].dedupe_key == f"new_tip:{tip_id}:{worker}"
+    assert rows[0].status == "pending" and rows[0].tip_id == tip_id

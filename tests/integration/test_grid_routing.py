@@ -136,7 +136,7 @@ def test_import_stores_the_hierarchy_and_routing_returns_it(session, demo):
         result.warnings,
     ) == (1, "wgs84", 888, 991, None, [])
     assert result.counts == {"city": 1, "town": 6, "village": 96, "grid": 888}
-    assert (result.layer_version, result.problems) == (1, [])
+    assert (result.version, result.warnings) == (1, [])
 
     layer = session.scalars(select(GridLayer)).one()
     assert (layer.active, layer.synthetic, layer.feature_count) == (True, True, 991)
