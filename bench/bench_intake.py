@@ -196,6 +196,9 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.db == "postgresql":
+            with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     med = {
         k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
         for k, v in results.items()

@@ -176,6 +176,12 @@ class GridIndex:
         radius_deg = min(accuracy_m, NEIGHBOUR_RADIUS_CAP_M) / METRES_PER_DEGREE
         cos_lat = max(math.cos(math.radians(y)), _MIN_COS_LAT)
         # A circle in metres is an ellipse in degrees: stretch longitude by 1 / cos(lat).
-        ellipse = shapely.polygons(_UNIT_CIRCLE * (radius_deg / cos_lat, radius_deg) + (x, y))
-        touched = self._tree.query(ellipse, predicate="intersects").tolist()
-        return tuple(self._codes[i] for i in sorted(touched) if i != chosen)
+        rx, ry = radius_deg / cos_lat, radius_deg
+        # Most fixes sit well inside one grid: an envelope query settles those cheaply.
+        candidates = self._tree.query(shapely.box(x - rx, y - ry, x + rx, y + ry)).tolist()
+        if all(i == chosen for i in candidates):
+            return ()
+        ellipse = shapely.polygons(_UNIT_CIRCLE * (rx, ry) + (x, y))
+        geoms = self._geoms
+        touched = [i for i in candidates if i != chosen and geoms[i].intersects(ellipse)]
+        return tuple(self._codes[i] for i in sorted(touched))

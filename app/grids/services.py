@@ -24,6 +24,7 @@ from app.grids.datum import CRS_NAMES, to_layer_datum
 from app.grids.index import GridIndex, Hit
 from app.grids.models import LEVELS, Grid, GridLayer
 from app.grids.topology import Problem, check_layer
+from app.refcache import Refreshed
 
 # How many routers (one per database and active layer) a process keeps; a
 # worker normally needs one, tests create many databases.
@@ -203,6 +204,7 @@ def import_layer(
         )
         ids.update((code, grid_id) for grid_id, code in inserted)
         counts[level] = len(rows)
+    _active_layer.clear()  # this process routes by the new layer from its commit on
     return ImportResult(
         layer_id=layer.id,
         version=version,
@@ -256,9 +258,12 @@ _ACTIVE = select(_layers.c.id, _layers.c.version, _layers.c.crs, _layers.c.impor
 )
 
 
+_active_layer = Refreshed(lambda conn: conn.execute(_ACTIVE).first())
+
+
 def _router(session: Session) -> _Router | None:
     """Return the router of the active layer, building it on first use (thread-safe)."""
-    row = session.connection().execute(_ACTIVE).first()
+    row = _active_layer.get(session.connection())
     if row is None:
         return None
     # imported_at and the id tell apart two databases that reuse a URL (tests, re-seeding).
@@ -305,6 +310,7 @@ def clear_router_cache() -> None:
     """Forget every cached router (tests, or after restoring a database in place)."""
     with _routers_lock:
         _routers.clear()
+    _active_layer.clear()
 
 
 def _check_location(lat, lon, accuracy_m) -> None:

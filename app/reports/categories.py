@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
+from app.refcache import Refreshed
 from app.reports.models import Category
+
+_table = Category.__table__
+# Intake reads categories on every tip; edits reach other processes within the ttl.
+_active = Refreshed(
+    lambda conn: {
+        row.code: row
+        for row in conn.execute(
+            select(_table.c.id, _table.c.code, _table.c.severity).where(_table.c.active.is_(True))
+        )
+    }
+)
 
 # code, Chinese, English, severity (4 urgent .. 1 low), minutes to acknowledge, to resolve
 DEFAULT_CATEGORIES = (
@@ -42,6 +55,7 @@ def seed_categories(session: Session) -> int:
             )
             added += 1
     session.flush()
+    _active.clear()
     return added
 
 
@@ -52,3 +66,8 @@ def list_categories(session: Session) -> list[Category]:
             select(Category).where(Category.active.is_(True)).order_by(Category.sort_order)
         )
     )
+
+
+def active_category(conn: Connection, code: str) -> Row | None:
+    """Return (id, code, severity) of an active category, from the per-process cache."""
+    return _active.get(conn).get(code)

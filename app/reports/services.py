@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from marshmallow import ValidationError
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -23,8 +23,9 @@ from app.identifiers import (
 )
 from app.outbox.services import queue_for_grid_workers
 from app.reports import idempotency
+from app.reports.categories import active_category
 from app.reports.errors import InvalidTip, TipNotFound, TooManyPhotos
-from app.reports.models import Category, Photo, Tip, TipEvent
+from app.reports.models import Photo, Tip, TipEvent
 from app.reports.photos import ProcessedPhoto, process_photo_bounded
 from app.reports.reporter_view import reporter_status, tip_for_reporter
 from app.reports.schemas import TipInputSchema
@@ -36,11 +37,7 @@ FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _schema = TipInputSchema()
 tips = Tip.__table__
-categories = Category.__table__
 # Statements are built once: constructing one per call costs more than running it.
-_CATEGORY = select(categories.c.id, categories.c.code, categories.c.severity).where(
-    categories.c.code == bindparam("code"), categories.c.active.is_(True)
-)
 _INSERT_PHOTO = insert(Photo.__table__)
 _INSERT_EVENT = insert(TipEvent.__table__)
 
@@ -219,7 +216,7 @@ def submit_tip(
             if body.pop("receipt_from_key", False):
                 body["receipt"] = receipt_from_key(settings.secret_key, key)
             return Submission(earlier.status_code, body, True, body["ref"])
-    category = conn.execute(_CATEGORY, {"code": data["category"]}).first()
+    category = active_category(conn, data["category"])
     if category is None:
         raise InvalidTip("unknown category", fields={"category": ["not an active category"]})
 
