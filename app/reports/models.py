@@ -68,8 +68,12 @@ class Tip(Base):
 
     __tablename__ = "tips"
     __table_args__ = (
-        Index("ix_tips_queue", "status", "priority", "received_at"),
+        # The triage queue: open tips by priority, then by the clock (keyset pagination).
+        Index("ix_tips_queue", "is_open", "priority_rank", "ack_due_at", "id"),
         Index("ix_tips_grid_received", "grid_id", "received_at"),
+        Index("ix_tips_grid_path", "grid_path"),
+        Index("ix_tips_next_escalation", "next_escalation_at"),
+        Index("ix_tips_dup_window", "category_id", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -91,10 +95,25 @@ class Tip(Base):
     layer_version: Mapped[int | None] = mapped_column(Integer)
     neighbour_grids: Mapped[list | None] = mapped_column(JSON)
     flags: Mapped[list] = mapped_column(JSON, default=list)
+    # The grid's path ("C/T05/V0503/G0501") at routing time: scoping is a prefix match.
+    grid_path: Mapped[str | None] = mapped_column(String(1000))
     priority: Mapped[str] = mapped_column(String(10))
+    priority_rank: Mapped[int] = mapped_column(Integer, default=2)  # 0 urgent .. 3 low
+    priority_reasons: Mapped[list] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(15), default="new")
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
     outcome: Mapped[str | None] = mapped_column(String(15))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("tips.id"))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    text_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    # The response clock: due times from the response targets, and the escalation ladder.
+    ack_due_at: Mapped[dt.datetime | None]
+    resolve_due_at: Mapped[dt.datetime | None]
+    acknowledged_at: Mapped[dt.datetime | None]
+    resolved_at: Mapped[dt.datetime | None]
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    next_escalation_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     category: Mapped[Category] = relationship()
@@ -161,4 +180,85 @@ class IdempotencyRecord(Base):
     tip_id: Mapped[int | None] = mapped_column(
         ForeignKey("tips.id", ondelete="CASCADE"), index=True
     )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Incident(Base):
+    """Tips of one category close in space and time, taken to be the same event."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
+    first_tip_id: Mapped[int | None] = mapped_column(Integer)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TipLink(Base):
+    """A suspected relation between two tips: same incident, similar photo, same text."""
+
+    __tablename__ = "tip_links"
+    __table_args__ = (UniqueConstraint("tip_id", "other_tip_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    other_tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # same_incident | similar_photo | same_text
+    distance: Mapped[float | None] = mapped_column(Float)  # metres, or pHash bits
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class UrgentWord(Base):
+    """A word that raises a tip's priority; the table is edited by admins."""
+
+    __tablename__ = "urgent_words"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    word: Mapped[str] = mapped_column(String(40), unique=True)
+    weight: Mapped[int] = mapped_column(Integer, default=2)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ResponseTarget(Base):
+    """Minutes to acknowledge and to resolve, by priority, optionally by category and area."""
+
+    __tablename__ = "response_targets"
+    __table_args__ = (UniqueConstraint("priority", "category_code", "area_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    priority: Mapped[str] = mapped_column(String(10))
+    category_code: Mapped[str | None] = mapped_column(String(30))
+    area_code: Mapped[str | None] = mapped_column(String(64))  # a town or grid code
+    ack_minutes: Mapped[int] = mapped_column(Integer)
+    resolve_minutes: Mapped[int] = mapped_column(Integer)
+
+
+class ResponseTemplate(Base):
+    """A canned message to the reporter for a status, in Chinese and English."""
+
+    __tablename__ = "response_templates"
+    __table_args__ = (UniqueConstraint("code", "locale"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str | None] = mapped_column(String(15))
+    locale: Mapped[str] = mapped_column(String(5))
+    title: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+
+
+class Landmark(Base):
+    """A named place kept by grid workers, so typed addresses can be placed on the map."""
+
+    __tablename__ = "landmarks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grid_code: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    aliases: Mapped[list] = mapped_column(JSON, default=list)
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

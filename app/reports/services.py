@@ -33,6 +33,7 @@ from app.reports.storage import MediaStore
 from app.security import keyed_hash
 
 PRIORITY_BY_SEVERITY = {4: "urgent", 3: "high", 2: "normal", 1: "low"}
+PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _schema = TipInputSchema()
@@ -249,7 +250,9 @@ def submit_tip(
             layer_version=placement.layer_version,
             neighbour_grids=placement.neighbours or None,
             flags=flags,
+            grid_path="/".join(p["code"] for p in placement.path) or None,
             priority=priority,
+            priority_rank=PRIORITY_RANK[priority],
             status="new",
             updated_at=now,
         ),

@@ -360,7 +360,8 @@ def test_grid_workers_of_the_grid_get_an_outbox_message(client, seeded):
         rows = s.scalars(select(OutboxMessage)).all()
         tip_id = s.scalar(select(Tip.id).where(Tip.ref == ref))
     assert [(m.recipient_kind, m.recipient_id, m.template) for m in rows] == [
-        ("staff", worker, "staff_new_tip")]
+        ("staff", worker, "staff_new_tip")
+    ]
     assert rows[0].params == {"ref": ref, "category": "theft", "priority": "high", "grid": "G2"}
     assert rows[0].dedupe_key == f"new_tip:{tip_id}:{worker}"
     assert rows[0].status == "pending" and rows[0].tip_id == tip_id

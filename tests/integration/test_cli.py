@@ -19,8 +19,11 @@ from tests.layers import small_layer
 @pytest.fixture
 def run(db_url, tmp_path):
     """Invoke `tipline ...` with the test database in the environment."""
-    env = {"DATABASE_URL": db_url, "TIPLINE_SECRET_KEY": "cli-test-key",
-           "TIPLINE_MEDIA_DIR": str(tmp_path / "media")}
+    env = {
+        "DATABASE_URL": db_url,
+        "TIPLINE_SECRET_KEY": "cli-test-key",
+        "TIPLINE_MEDIA_DIR": str(tmp_path / "media"),
+    }
 
     def invoke(*args: str, input: str | None = None):
         result = CliRunner().invoke(cli, list(args), obj=Context(), env=env, input=input)
@@ -54,18 +57,29 @@ def test_upgrade_seed_and_seed_again(run, factory):
     assert scalar(factory, select(GridLayer.synthetic)) is True
     again = run("demo", "seed")
     assert again.exit_code == 0 and "already seeded" in again.output
-    assert scalar(factory, select(func.count()).select_from(Grid).where(Grid.level == "grid")
-                  ) == 888
+    assert (
+        scalar(factory, select(func.count()).select_from(Grid).where(Grid.level == "grid")) == 888
+    )
     assert scalar(factory, select(func.count()).select_from(Invite)) == 9
 
 
 def test_users_invites_and_tokens(run, factory):
     run("db", "upgrade")
-    made = run("users", "create", "wang", "--role", "grid_worker", "--grid", "G1",
-               "--password-stdin", input="a long pass phrase with 中文 in it\n")
+    made = run(
+        "users",
+        "create",
+        "wang",
+        "--role",
+        "grid_worker",
+        "--grid",
+        "G1",
+        "--password-stdin",
+        input="a long pass phrase with 中文 in it\n",
+    )
     assert made.exit_code == 0, made.output
-    assert scalar(factory, select(StaffUser.role).where(StaffUser.username == "wang")
-                  ) == "grid_worker"
+    assert (
+        scalar(factory, select(StaffUser.role).where(StaffUser.username == "wang")) == "grid_worker"
+    )
     dup = run("users", "create", "wang", "--role", "admin")
     assert dup.exit_code == 2 and "exists" in dup.output
     token = run("users", "token", "wang")

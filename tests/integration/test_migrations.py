@@ -24,8 +24,8 @@ def _insert_sample(engine) -> None:
         conn.execute(
             text(
                 "INSERT INTO categories (code, name_zh, name_en, severity, ack_minutes, "
-                "resolve_minutes, sort_order, active) VALUES ('theft', '盗窃', 'Theft', 3, 10, 60, 0, "
-                ":t)"
+                "resolve_minutes, sort_order, active) "
+                "VALUES ('theft', '盗窃', 'Theft', 3, 10, 60, 0, :t)"
             ),
             {"t": True},
         )

@@ -22,8 +22,7 @@ from tests.layers import centre_of
 
 def fields(code="G1"):
     lat, lon = centre_of(code)
-    return {"category": "traffic", "description": "红绿灯坏了", "latitude": lat,
-            "longitude": lon}
+    return {"category": "traffic", "description": "红绿灯坏了", "latitude": lat, "longitude": lon}
 
 
 def files_in(store: LocalMediaStore) -> set[str]:
@@ -45,8 +44,15 @@ def test_crash_before_commit_then_retry_gives_one_tip_and_no_orphans(settings, s
     upload = [Upload(phone_jpeg(800, 600, gps=None), "p.jpg")]
     try:
         with unit_of_work(seeded) as s:
-            submit_tip(s, settings, store, fields=fields(), uploads=upload, channel="api",
-                       idempotency_key=key)
+            submit_tip(
+                s,
+                settings,
+                store,
+                fields=fields(),
+                uploads=upload,
+                channel="api",
+                idempotency_key=key,
+            )
             raise Crash
     except Crash:
         pass
@@ -58,13 +64,13 @@ def test_crash_before_commit_then_retry_gives_one_tip_and_no_orphans(settings, s
         assert sweep_orphans(s, store, grace_seconds=3600) == 0
     # The client retries with the same key: exactly one tip, with its photo.
     with unit_of_work(seeded) as s:
-        result = submit_tip(s, settings, store, fields=fields(), uploads=upload, channel="api",
-                            idempotency_key=key)
+        result = submit_tip(
+            s, settings, store, fields=fields(), uploads=upload, channel="api", idempotency_key=key
+        )
     assert result.status_code == 201 and not result.replayed
     with unit_of_work(seeded) as s:
         assert sweep_orphans(s, store, grace_seconds=0) == 0  # every file has its row
-        keys = {k for p in s.scalars(select(Photo)) for k in (p.derivative_key,
-                                                               p.thumbnail_key)}
+        keys = {k for p in s.scalars(select(Photo)) for k in (p.derivative_key, p.thumbnail_key)}
     assert keys == files_in(store)
     assert count(seeded, Tip) == 1
 
@@ -73,8 +79,14 @@ def test_sweeper_removes_files_without_rows_after_grace(settings, seeded):
     store = LocalMediaStore(settings.media_dir)
     stray = store.put(phone_jpeg(300, 200, gps=None))
     with unit_of_work(seeded) as s:
-        submit_tip(s, settings, store, fields=fields(), channel="api",
-                   uploads=[Upload(phone_jpeg(500, 400, gps=None))])
+        submit_tip(
+            s,
+            settings,
+            store,
+            fields=fields(),
+            channel="api",
+            uploads=[Upload(phone_jpeg(500, 400, gps=None))],
+        )
     with unit_of_work(seeded) as s:
         assert sweep_orphans(s, store, grace_seconds=0) == 1
     assert stray not in files_in(store) and len(files_in(store)) == 2
@@ -89,9 +101,11 @@ def test_disk_full_is_503_and_leaves_nothing(client, seeded, settings, monkeypat
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", full_disk)
-    resp = client.post("/api/v1/tips", content_type="multipart/form-data",
-                       data={**fields(), "photos": [(io.BytesIO(phone_jpeg(1200, 900)),
-                                                     "big.jpg")]})
+    resp = client.post(
+        "/api/v1/tips",
+        content_type="multipart/form-data",
+        data={**fields(), "photos": [(io.BytesIO(phone_jpeg(1200, 900)), "big.jpg")]},
+    )
     assert resp.status_code == 503, resp.json
     assert resp.headers["Retry-After"]
     assert resp.json["code"] == "storage_unavailable"
@@ -114,8 +128,10 @@ def test_busy_decoders_answer_503_with_retry_after(settings, engine, seeded):
     held.wait(5)
     try:
         resp = app.test_client().post(
-            "/api/v1/tips", content_type="multipart/form-data",
-            data={**fields(), "photos": [(io.BytesIO(phone_jpeg(200, 150)), "a.jpg")]})
+            "/api/v1/tips",
+            content_type="multipart/form-data",
+            data={**fields(), "photos": [(io.BytesIO(phone_jpeg(200, 150)), "a.jpg")]},
+        )
     finally:
         release.set()
         holder.join()
