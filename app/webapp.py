@@ -8,6 +8,7 @@ from flask import Flask, g
 
 from app.config import Settings
 from app.db import make_engine, make_session_factory, read_only
+from app.ratelimit import make_limiter
 from app.reports.photos import configure_decode_slots
 from app.reports.storage import LocalMediaStore
 
@@ -25,6 +26,7 @@ class Services:
         self.sessions = make_session_factory(self.engine)
         self.read_sessions = make_session_factory(read_only(self.engine))
         self.store = LocalMediaStore(settings.media_dir)
+        self.limiter = make_limiter(settings.redis_url)
 
 
 def configure(app: Flask, settings: Settings) -> None:
