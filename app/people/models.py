@@ -106,6 +106,9 @@ class StaffUser(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     station: Mapped[str | None] = mapped_column(String(200))  # police service station staff
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # A staff member's own Telegram chat, linked with a one-time code, for alerts.
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(64))
+    telegram_link_hash: Mapped[str | None] = mapped_column(String(64))
     last_login_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     settings: Mapped[dict | None] = mapped_column(JSON)

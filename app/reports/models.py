@@ -262,3 +262,16 @@ class Landmark(Base):
     longitude: Mapped[float] = mapped_column(Float)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Audio(Base):
+    """A voice note sent with a tip (the bot's "what happened"), kept as the original audio."""
+
+    __tablename__ = "tip_audio"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    media_key: Mapped[str] = mapped_column(String(100), index=True)
+    mime_type: Mapped[str] = mapped_column(String(40))
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

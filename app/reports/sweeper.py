@@ -8,7 +8,7 @@ import time
 from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
-from app.reports.models import Photo
+from app.reports.models import Audio, Photo
 from app.reports.storage import MediaStore
 
 log = logging.getLogger("tipline.sweeper")
@@ -16,7 +16,8 @@ log = logging.getLogger("tipline.sweeper")
 
 def referenced_keys(session: Session) -> set[str]:
     """Return every media key some photo row refers to."""
-    stmt = union(select(Photo.derivative_key), select(Photo.thumbnail_key))
+    stmt = union(select(Photo.derivative_key), select(Photo.thumbnail_key),
+                 select(Audio.media_key))
     return set(session.scalars(stmt))
 
 
