@@ -84,7 +84,8 @@ def naive(data: bytes) -> None:
 
 def imagemagick() -> tuple[str | None, str]:
     """Path of a real ImageMagick `convert`, or None and the reason it is skipped."""
-    path = shutil.which("convert")
+    # Debian's ImageMagick first: a `convert` earlier on PATH may be a stand-in.
+    path = "/usr/bin/convert" if os.access("/usr/bin/convert", os.X_OK) else shutil.which("convert")
     if path is None:
         return None, "no `convert` on PATH"
     try:
@@ -107,7 +108,9 @@ def magick_job(convert: str, src: str, workdir: str):
         size = f"{MAX_EDGE}x{MAX_EDGE}>"
         thumb = f"{THUMB_EDGE}x{THUMB_EDGE}>"
         common = ["-auto-orient", "-strip", "-quality", str(QUALITY)]
-        subprocess.run([convert, src, *common, "-resize", size, big], check=True)
+        # jpeg:size lets ImageMagick decode at reduced DCT scale too, as Tipline does.
+        hint = ["-define", f"jpeg:size={MAX_EDGE}x{MAX_EDGE * 3 // 4}"]
+        subprocess.run([convert, *hint, src, *common, "-resize", size, big], check=True)
         subprocess.run([convert, big, *common, "-resize", thumb, small], check=True)
 
     return run
