@@ -184,6 +184,21 @@ def users_token(ctx: Context, username: str) -> None:
     click.echo(token)
 
 
+@users_group.command("link-telegram")
+@click.argument("username")
+@pass_ctx
+def users_link_telegram(ctx: Context, username: str) -> None:
+    """Print a one-time code; the staff member sends `/start CODE` to the bot to get alerts."""
+    from app.people.identities import issue_staff_link_code
+
+    try:
+        with ctx.unit_of_work() as session:
+            code = issue_staff_link_code(session, ctx.settings.secret_key, username)
+    except LookupError as exc:
+        _fail(str(exc))
+    click.echo(f"/start {code}")
+
+
 @cli.group("invites")
 def invites_group() -> None:
     """Reporter invites."""
@@ -262,6 +277,73 @@ def media_sweep(ctx: Context, grace: int | None) -> None:
             grace_seconds=ctx.settings.orphan_grace_seconds if grace is None else grace,
         )
     click.echo(f"removed {removed} orphan file(s)")
+
+
+# --- awards -------------------------------------------------------------------------------
+@cli.group("awards")
+def awards_group() -> None:
+    """Recognition points and the periodic awards."""
+
+
+@awards_group.command("run")
+@click.argument("period")
+@pass_ctx
+def awards_run(ctx: Context, period: str) -> None:
+    """Freeze the ranking and nominees of PERIOD (2026, 2026-Q4, 2026-11) as a new run."""
+    from app.errors import DomainError
+    from app.rewards.awards import run_awards
+
+    try:
+        with ctx.unit_of_work() as session:
+            run = run_awards(session, period, actor_id=None)
+            summary = (run.period, run.run_no, run.sha256, run.snapshot["nominees"], run.diff)
+    except DomainError as exc:
+        _fail(exc.message)
+    period_label, run_no, sha256, nominees, diff = summary
+    click.echo(f"award run {run_no} for {period_label}: sha256 {sha256}")
+    for award, names in sorted(nominees.items()):
+        click.echo(f"  {award}: {', '.join(names) or '-'}")
+    if diff is not None:
+        click.echo(f"  changes since run {diff['from_run']}: {len(diff['changes'])}")
+
+
+# --- bot ----------------------------------------------------------------------------------
+@cli.command("bot")
+@pass_ctx
+def bot_command(ctx: Context) -> None:
+    """Run the Telegram bot (long polling; inbox draining when TELEGRAM_WEBHOOK_SECRET is set)."""
+    from app.bot.runtime import AlreadyRunning, run_bot
+
+    if not ctx.settings.telegram_bot_token:
+        _fail("TELEGRAM_BOT_TOKEN is not set")
+    try:
+        run_bot(ctx.settings)
+    except AlreadyRunning as exc:
+        _fail(str(exc))
+
+
+@cli.group("clock")
+def clock_group() -> None:
+    """The response clock."""
+
+
+@clock_group.command("run")
+@click.option("--every", type=float, default=0, help="repeat every N seconds (0: run once)")
+@pass_ctx
+def clock_run(ctx: Context, every: float) -> None:
+    """Escalate tips not acknowledged in time (the bot process also runs this every 15 s)."""
+    import time
+
+    from app.db import utcnow
+    from app.reports.clock import run_clock
+
+    while True:
+        with ctx.unit_of_work() as session:
+            escalated = run_clock(session, now=utcnow())
+        click.echo(f"escalated {escalated} tip(s)")
+        if every <= 0:
+            return
+        time.sleep(every)
 
 
 def register_cli(app) -> None:

@@ -32,6 +32,34 @@ class Settings:
     nearest_grid_m: float = 300.0
     max_accuracy_m: float = 10_000.0
     orphan_grace_seconds: int = 3600
+    # Map tiles for the form and the admin maps: none by default (a plain background, no
+    # request leaves the site); the datum says how the tiles are drawn (wgs84|gcj02|bd09).
+    map_tile_url: str | None = None
+    map_tile_datum: str = "wgs84"
+    # Triage: tips per reporter (and per anonymous client, which may be a shared NAT address).
+    tips_per_minute: int = 10
+    tips_per_hour: int = 60
+    anonymous_tips_per_minute: int = 20
+    anonymous_tips_per_hour: int = 120
+    # Duplicates: same category within this radius and time; similar photos within the days.
+    duplicate_radius_m: float = 150.0
+    duplicate_window_minutes: int = 30
+    photo_window_days: int = 30
+    photo_match_bits: int = 12  # pHash Hamming distance, tuned in test_duplicates.py
+    # The bot: who may register, how long drafts live, retries, Telegram's sending limits.
+    bot_allow_citizens: bool = True  # `/start` without an invite makes a citizen reporter
+    bot_delete_tip_messages: bool = False  # delete the reporter's messages once a tip is stored
+    bot_draft_ttl_minutes: int = 60
+    bot_quick_path_minutes: int = 10  # a captioned photo waits this long for its location
+    bot_album_settle_seconds: float = 1.0  # photos of one album arrive as separate updates
+    bot_max_attempts: int = 5  # then the update is dead-lettered
+    bot_retry_base_seconds: float = 2.0
+    bot_poll_timeout: int = 25
+    bot_send_per_second: int = 30
+    bot_chat_interval_seconds: float = 1.0
+    bot_clock_seconds: float = 15.0
+    bot_sweep_seconds: float = 3600.0
+    bot_utc_offset_minutes: int = 480  # times shown to reporters: China Standard Time
     testing: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -72,4 +100,6 @@ def load_settings(environ: dict[str, str] | None = None, root: Path | None = Non
         or "https://api.telegram.org/file/bot",
         telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET") or None,
         redis_url=env.get("REDIS_URL") or None,
+        map_tile_url=env.get("TIPLINE_MAP_TILE_URL") or None,
+        map_tile_datum=env.get("TIPLINE_MAP_TILE_DATUM") or "wgs84",
     )

@@ -31,15 +31,22 @@ class Services:
 
 def configure(app: Flask, settings: Settings) -> None:
     """Apply settings and register everything the app serves."""
+    from app.admin import register_admin
     from app.api import register_api
     from app.api.errors import register_error_handlers
     from app.api.health import bp as health_bp
+    from app.bot.webhook import bp as telegram_bp
+    from app.security_headers import register_security_headers
+    from app.web import register_web
 
     app.config.update(
         SECRET_KEY=settings.secret_key,
         TESTING=settings.testing,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        MAX_FORM_MEMORY_SIZE=64 * 1024,  # text fields; photos stream to temp files
+        # Text fields; photos stream to temp files. Werkzeug also applies this to each raw
+        # 64 KiB read plus its unparsed tail, so it must stay well above 64 KiB or
+        # ordinary photos are refused with 413 at random.
+        MAX_FORM_MEMORY_SIZE=256 * 1024,
         JSON_SORT_KEYS=False,
     )
     app.json.ensure_ascii = False
@@ -49,9 +56,15 @@ def configure(app: Flask, settings: Settings) -> None:
     configure_decode_slots(settings.decode_slots)
 
     app.teardown_appcontext(_close_session)
+    # Registered before the commit hook so it runs after it (hooks run in reverse):
+    # even the 503 that a failed commit turns into carries the headers.
+    register_security_headers(app, settings)
     app.after_request(_commit_session)
     app.register_blueprint(health_bp)
+    app.register_blueprint(telegram_bp)
     register_api(app)
+    register_admin(app)
+    register_web(app)
     register_error_handlers(app)
 
 

@@ -8,7 +8,7 @@ from flask_smorest import Api
 
 def register_api(app: Flask) -> None:
     """Register the API blueprints and the OpenAPI document."""
-    from app.api import grids, reporters, tips
+    from app.api import grids, leaderboard, reporters, staff, tips
 
     app.config.update(
         API_TITLE="Tipline API",
@@ -31,5 +31,9 @@ def register_api(app: Flask) -> None:
             "description": "reporter device/API token (POST /api/v1/reporters)",
         },
     )
-    for module in (tips, reporters, grids):
+    api.spec.components.security_scheme(
+        "staffToken",
+        {"type": "http", "scheme": "bearer", "description": "staff token (tipline users token)"},
+    )
+    for module in (tips, reporters, grids, staff, leaderboard):
         api.register_blueprint(module.bp)

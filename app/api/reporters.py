@@ -9,6 +9,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from app.api.auth import current_reporter
 from app.people.errors import Unauthorised
 from app.people.services import redeem_invite
+from app.rewards.leaderboards import reporter_points
 from app.webapp import db, services
 
 bp = Blueprint("reporters", __name__, url_prefix="/api/v1", description="Reporters")
@@ -32,11 +33,22 @@ def create_reporter(body: dict):
     return jsonify(pseudonym=reporter.pseudonym, role=reporter.role, token=token), 201
 
 
+class MeArgs(Schema):
+    """Which period the points are counted over (default: this month)."""
+
+    class Meta:
+        unknown = RAISE
+
+    period = fields.String(load_default=None, validate=validate.Length(max=10))
+
+
 @bp.route("/me", methods=["GET"])
+@bp.arguments(MeArgs, location="query")
 @bp.doc(summary="The signed-in reporter", security=[{"reporterToken": []}])
-def me():
-    """Show the reporter their pseudonym, role and organisation."""
-    reporter = current_reporter(db())
+def me(args: dict):
+    """Show the reporter their pseudonym, role, organisation, points and own rank."""
+    session = db()
+    reporter = current_reporter(session)
     if reporter is None:
         raise Unauthorised("sign in with a reporter token")
     return jsonify(
@@ -44,4 +56,6 @@ def me():
         role=reporter.role,
         organisation=reporter.organisation.name if reporter.organisation else None,
         locale=reporter.locale,
+        # Their own figures and rank only: never another reporter's points.
+        points=reporter_points(session, reporter.id, period=args["period"]),
     )

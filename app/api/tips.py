@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from app.api.auth import current_reporter
+from app.reports.abuse import client_key_for
 from app.reports.categories import list_categories
 from app.reports.schemas import TipInputSchema, TipReceiptSchema
 from app.reports.services import Upload, submit_tip, view_tip
@@ -102,6 +103,10 @@ def post_tip():
         channel="api",
         reporter_id=reporter.id if reporter else None,
         idempotency_key=request.headers.get("Idempotency-Key"),
+        limiter=svc.limiter,
+        client_key=None
+        if reporter
+        else client_key_for(svc.settings.secret_key, request.remote_addr),
     )
     resp = jsonify(result.body)
     resp.status_code = result.status_code

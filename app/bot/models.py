@@ -37,8 +37,9 @@ class Draft(Base):
     __tablename__ = "bot_drafts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    reporter_id: Mapped[int] = mapped_column(ForeignKey("reporters.id", ondelete="CASCADE"),
-                                             unique=True)
+    reporter_id: Mapped[int] = mapped_column(
+        ForeignKey("reporters.id", ondelete="CASCADE"), unique=True
+    )
     step: Mapped[str] = mapped_column(String(20))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     media_group_id: Mapped[str | None] = mapped_column(String(64))

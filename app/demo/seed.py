@@ -63,6 +63,21 @@ def _seed_staff(session: Session, layer_id: int) -> list[str]:
     ]
 
 
+def _seed_response_rules(session: Session) -> list[str]:
+    """Seed the response targets (3 minutes for urgent tips in the centre town) and templates."""
+    from app.grids.services import route_point
+    from app.reports.clock import seed_response_targets
+    from app.reports.templates import seed_response_templates
+
+    centre = route_point(session, *CENTRE, None)
+    town = centre.path[1]["code"] if centre.grid_id and len(centre.path) > 1 else None
+    targets = seed_response_targets(session, centre_town_code=town)
+    templates = seed_response_templates(session)
+    if targets or templates:
+        return [f"response targets: {targets} added; response templates: {templates} added"]
+    return []
+
+
 def seed_demo(session: Session, settings: Settings) -> list[str]:
     """Seed what is missing and return lines to print (invite codes only when new)."""
     lines: list[str] = []
@@ -101,6 +116,7 @@ def seed_demo(session: Session, settings: Settings) -> list[str]:
                 session, settings.secret_key, role, organisation_id=orgs[org].id, count=3
             )
             lines.append(f"invites ({role}, {org}): {' '.join(codes)}")
+    lines += _seed_response_rules(session)
     if not lines:
         lines.append("demo city already seeded")
     return lines

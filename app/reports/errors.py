@@ -38,3 +38,24 @@ class TipNotFound(DomainError):
 
     code = "not_found"
     status = 404
+
+
+class RateLimited(DomainError):
+    """Too many tips from one reporter or client; `retry_after` says when to come back."""
+
+    code = "rate_limited"
+    status = 429
+
+
+class ReporterBlocked(DomainError):
+    """A banned or suspended reporter; the message does not say which or why."""
+
+    code = "reporter_banned"
+    status = 403
+
+
+class TipsNotMergeable(DomainError):
+    """A merge or split that makes no sense (a tip into itself, a cycle, nothing to split)."""
+
+    code = "not_mergeable"
+    status = 409

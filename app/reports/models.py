@@ -44,7 +44,7 @@ STAFF_STATUSES = (
 )
 OUTCOMES = ("confirmed", "unfounded", "malicious")
 CHANNELS = ("api", "web", "telegram", "open311")
-LOCATION_SOURCES = ("device", "map", "exif", "address", "none")
+LOCATION_SOURCES = ("device", "map", "exif", "landmark", "address", "none")
 
 
 class Category(Base):

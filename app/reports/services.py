@@ -22,18 +22,22 @@ from app.identifiers import (
     receipt_from_key,
 )
 from app.outbox.services import queue_for_grid_workers
+from app.ratelimit import RateLimiter
 from app.reports import idempotency
+from app.reports.abuse import check_reporter_allowed, check_submission_rate
 from app.reports.categories import active_category
-from app.reports.errors import InvalidTip, TipNotFound, TooManyPhotos
+from app.reports.clock import start_clock
+from app.reports.duplicates import plan_links, text_hash, write_links
+from app.reports.errors import InvalidTip, RateLimited, TipNotFound, TooManyPhotos
 from app.reports.models import Photo, Tip, TipEvent
 from app.reports.photos import ProcessedPhoto, process_photo_bounded
 from app.reports.reporter_view import reporter_status, tip_for_reporter
 from app.reports.schemas import TipInputSchema
 from app.reports.storage import MediaStore
+from app.reports.triage import assess_priority, load_urgent_words, reporter_trust
 from app.security import keyed_hash
+from app.staff.landmarks import place_by_landmark
 
-PRIORITY_BY_SEVERITY = {4: "urgent", 3: "high", 2: "normal", 1: "low"}
-PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _schema = TipInputSchema()
@@ -102,14 +106,21 @@ def _request_print(data: dict, photos: list[ProcessedPhoto], channel: str) -> st
     )
 
 
-def _locate(data: dict, photos: list[ProcessedPhoto]) -> tuple[float | None, float | None, str]:
-    """Choose the tip's position: the one sent, else a photo's GPS as a hint, else none."""
+def _locate(
+    session: Session, data: dict, photos: list[ProcessedPhoto]
+) -> tuple[float | None, float | None, str]:
+    """Choose the position: the one sent, a photo's GPS, a known landmark named, else none."""
     if "latitude" in data:
         return data["latitude"], data["longitude"], data.get("location_source", "device")
     for p in photos:
         if p.gps is not None:
             return p.gps.latitude, p.gps.longitude, "exif"
-    return None, None, "address" if data.get("address") else "none"
+    if data.get("address"):
+        placed = place_by_landmark(session, data["address"])
+        if placed is not None:
+            return placed[0], placed[1], "landmark"
+        return None, None, "address"
+    return None, None, "none"
 
 
 def _flags_and_placement(
@@ -173,6 +184,16 @@ def _photo_rows(tip_id: int, stored: list[tuple[ProcessedPhoto, str, str]]) -> l
     return rows
 
 
+def _key_is_stored(conn: Connection, settings: Settings, scope: str, key: str) -> bool:
+    """True when a request with this Idempotency-Key was already stored (a replay)."""
+    records = idempotency.records
+    key_hash = keyed_hash(settings.secret_key, "idempotency", key)
+    found = conn.execute(
+        select(records.c.id).where(records.c.scope == scope, records.c.key_hash == key_hash)
+    ).first()
+    return found is not None
+
+
 def submit_tip(
     session: Session,
     settings: Settings,
@@ -184,11 +205,15 @@ def submit_tip(
     reporter_id: int | None = None,
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
+    limiter: RateLimiter | None = None,
+    client_key: str | None = None,
 ) -> Submission:
     """Store one tip with its cleaned photos in the caller's transaction and say what to answer.
 
     Photos are decoded and written (content-addressed) before any row, so the
     transaction stays short; a crash in between leaves only files the sweeper removes.
+    Bans and rate limits (app/reports/abuse.py) are checked before any decoding;
+    `client_key` identifies an anonymous caller for the limit (a keyed hash, never an IP).
     """
     now = now or utcnow()
     key = idempotency.check_key(idempotency_key)
@@ -197,6 +222,18 @@ def submit_tip(
             f"at most {settings.max_photos} photos per tip",
             fields={"photos": [f"at most {settings.max_photos}"]},
         )
+    # Cheap refusals first. A keyed request may be a replay, which must not count twice:
+    # it is only looked at here and counted once its key is claimed below.
+    if reporter_id is not None:
+        check_reporter_allowed(session.connection(), reporter_id)
+    rate = dict(reporter_id=reporter_id, client_key=client_key)
+    scope = idempotency.scope_for(reporter_id)
+    try:
+        check_submission_rate(limiter, settings, **rate, record=key is None)
+    except RateLimited:
+        # Over the limit, a retry of a stored request still gets its original answer.
+        if key is None or not _key_is_stored(session.connection(), settings, scope, key):
+            raise
     data = validate_fields(fields)
     if not data["description"].strip() and not uploads:
         raise InvalidTip(
@@ -205,7 +242,6 @@ def submit_tip(
         )
     anonymous = data.pop("anonymous") or reporter_id is None
     photos = _process_all(settings, uploads)
-    scope = idempotency.scope_for(reporter_id)
     # The hot path speaks Core on the session's connection: the ORM unit of work cost
     # more than the rest of the request (see bench/bench_intake.py).
     conn = session.connection()
@@ -217,23 +253,50 @@ def submit_tip(
             if body.pop("receipt_from_key", False):
                 body["receipt"] = receipt_from_key(settings.secret_key, key)
             return Submission(earlier.status_code, body, True, body["ref"])
+        check_submission_rate(limiter, settings, **rate)
     category = active_category(conn, data["category"])
     if category is None:
         raise InvalidTip("unknown category", fields={"category": ["not an active category"]})
 
     stored = [(p, store.put(p.derivative), store.put(p.thumbnail)) for p in photos]
-    lat, lon, source = _locate(data, photos)
+    lat, lon, source = _locate(session, data, photos)
     flags, placement = _flags_and_placement(session, settings, data, lat, lon, now)
-    if source == "exif":
-        flags.append("location_from_photo")
+    if source in ("exif", "landmark"):
+        flags.append("location_from_photo" if source == "exif" else "location_from_landmark")
     receipt = None
     if anonymous:
         receipt = receipt_from_key(settings.secret_key, key) if key else new_receipt()
-    priority = PRIORITY_BY_SEVERITY.get(category.severity, "normal")
+    # An anonymous tip is judged, and compared, as nobody's: its sender stays unlinked.
+    owner = None if anonymous else reporter_id
+    located = lat is not None and "null_island" not in flags
+    assessment = assess_priority(
+        category_severity=category.severity,
+        text=data["description"],
+        received_at=now,
+        reporter_trust=reporter_trust(conn, owner),
+        has_photos=bool(photos),
+        accuracy_m=data.get("accuracy_m"),
+        location_source=source if located else "none",
+        urgent_words=load_urgent_words(conn),
+    )
+    priority = assessment.priority
+    digest = text_hash(data["description"])
+    links = plan_links(
+        conn,
+        settings,
+        category_id=category.id,
+        reporter_id=owner,
+        latitude=lat if located else None,
+        longitude=lon if located else None,
+        received_at=now,
+        text_digest=digest,
+        phashes=[p.phash for p in photos],
+    )
+    flags += links.flags
     tip_id, ref = _insert_tip(
         conn,
         dict(
-            reporter_id=None if anonymous else reporter_id,
+            reporter_id=owner,
             receipt_hash=keyed_hash(settings.secret_key, "receipt", receipt) if receipt else None,
             channel=channel,
             category_id=category.id,
@@ -252,14 +315,25 @@ def submit_tip(
             flags=flags,
             grid_path="/".join(p["code"] for p in placement.path) or None,
             priority=priority,
-            priority_rank=PRIORITY_RANK[priority],
+            priority_rank=assessment.rank,
+            priority_reasons=assessment.reasons,
+            incident_id=links.incident_id,
+            text_hash=digest,
             status="new",
             updated_at=now,
+            **start_clock(
+                conn,
+                priority=priority,
+                category_code=category.code,
+                grid_path="/".join(p["code"] for p in placement.path) or None,
+                received_at=now,
+            ),
         ),
     )
     photo_rows = _photo_rows(tip_id, stored)
     if photo_rows:
         conn.execute(_INSERT_PHOTO, photo_rows)
+    write_links(conn, tip_id, now, links)
     conn.execute(
         _INSERT_EVENT,
         dict(

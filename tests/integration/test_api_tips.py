@@ -365,3 +365,24 @@ def test_grid_workers_of_the_grid_get_an_outbox_message(client, seeded):
     assert rows[0].params == {"ref": ref, "category": "theft", "priority": "high", "grid": "G2"}
     assert rows[0].dedupe_key == f"new_tip:{tip_id}:{worker}"
     assert rows[0].status == "pending" and rows[0].tip_id == tip_id
+
+
+def test_a_typed_landmark_places_the_tip(client, seeded):
+    from app.people.services import create_staff_user
+    from app.staff.landmarks import create_landmark
+    from app.staff.scope import viewer_for
+
+    lat, lon = centre_of("G2")
+    with seeded() as s:
+        worker = create_staff_user(s, "lm", "grid_worker", grids=["G2"])
+        create_landmark(s, viewer_for(s, worker), grid_code="G2", name="钢都小区3号楼",
+                        latitude=lat, longitude=lon, aliases=["钢都3号楼"])
+        s.commit()
+    resp = post_json(client, {"category": "dispute", "description": "有人打架",
+                              "address": "钢都小区3号楼门口"})
+    assert resp.status_code == 201, resp.json
+    assert resp.json["grid"]["code"] == "G2"
+    assert "location_from_landmark" in resp.json["flags"]
+    unknown = post_json(client, {"category": "dispute", "description": "有人打架",
+                                 "address": "不知道的地方"})
+    assert unknown.json["grid"] is None and "needs_location" in unknown.json["flags"]

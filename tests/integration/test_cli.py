@@ -128,3 +128,9 @@ def test_reporter_token_for_a_pseudonym(run, factory):
     with factory() as s:
         assert reporter_for_token(s, out.output.strip()).pseudonym == pseudonym
     assert run("reporters", "token", "R-ZZZZ").exit_code == 2
+
+
+def test_clock_run_once(run):
+    run("db", "upgrade")
+    out = run("clock", "run")
+    assert out.exit_code == 0 and "escalated 0 tip(s)" in out.output

@@ -1,0 +1,467 @@
+"""The bot process: poll (or drain the webhook's inbox), handle, send, and run the timed jobs.
+
+    getUpdates ──sanitise──▶ bot_inbox (commit) ──▶ next offset        (polling mode)
+    POST /telegram/webhook ──▶ bot_inbox (commit) ──▶ 200               (webhook mode)
+    bot_inbox ──claim (lease)──▶ per-chat queue ──▶ plan │ fetch files │ apply + done (one commit)
+    outbox ──claim (lease)──▶ pacer ──▶ sendMessage ──▶ sent │ retry │ failed
+    timers: album settling, draft expiry, the response clock, orphan sweep, inbox pruning
+
+Exactly one consumer per token: a PostgreSQL advisory lock, or on SQLite an
+flock() on a file beside the database, held for the life of the process. A
+second `tipline bot` exits at once. Updates of one chat are handled in order;
+chats are handled side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import Engine, make_url, text
+from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
+
+from app.bot import conversation, inbox
+from app.bot.client import TelegramClient, make_client
+from app.bot.conversation import Env, Fetched, Message
+from app.bot.sender import Pacer, Sender, nap, release_sending, retry_seconds
+from app.bot.services import StaleDraft
+from app.bot.updates import Incoming, chat_key, read_update, sanitise_update
+from app.config import Settings
+from app.db import make_engine, make_session_factory, read_only, unit_of_work, utcnow
+from app.i18n import t
+from app.reports.photos import PhotoRejected, configure_decode_slots, process_photo_bounded
+from app.reports.storage import LocalMediaStore
+
+log = logging.getLogger("tipline.bot")
+LEASE_SECONDS = 120
+MAX_QUEUED = 200
+INBOX_KEEP = dt.timedelta(days=2)  # Telegram keeps an unconfirmed update for 24 hours
+
+
+class AlreadyRunning(RuntimeError):
+    """Another bot process holds this token."""
+
+
+def _where(exc: BaseException) -> str:
+    """Name an error by type and place only: messages may quote what a reporter sent."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{place}"
+
+
+@contextlib.contextmanager
+def consumer_lock(settings: Settings, engine: Engine) -> Iterator[Callable[[], bool]]:
+    """Hold the one-consumer-per-token lock; yield a check that it is still held."""
+    digest = hashlib.sha256((settings.telegram_bot_token or "").encode()).digest()
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        conn = engine.connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+            if not got:
+                raise AlreadyRunning("another bot process is running with this token")
+
+            def alive() -> bool:
+                try:
+                    conn.execute(text("SELECT 1"))
+                    conn.commit()
+                    return True
+                except Exception:  # the session (and with it the lock) is gone
+                    return False
+
+            yield alive
+            with contextlib.suppress(Exception):
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        finally:
+            # A pooled connection would keep the session, and the lock with it, alive.
+            conn.invalidate()
+            conn.close()
+        return
+    database = make_url(settings.database_url).database
+    if database and database != ":memory:":
+        path = Path(os.path.abspath(database) + f".bot-{digest.hex()[:12]}.lock")
+    else:
+        path = settings.instance_dir / f"bot-{digest.hex()[:12]}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning("another bot process is running with this token") from None
+        yield lambda: True
+    finally:
+        os.close(fd)
+
+
+class BotRuntime:
+    """Everything the bot process runs, on one asyncio loop with a small thread pool."""
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None, client=None):
+        if not settings.telegram_bot_token:
+            raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        self.settings = settings
+        self._own_engine = engine is None
+        self.engine = engine or make_engine(settings.database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.read_sessions = make_session_factory(read_only(self.engine))
+        self.store = LocalMediaStore(settings.media_dir)
+        self.client: TelegramClient = client or make_client(settings)
+        self.webhook_mode = bool(settings.telegram_webhook_secret)
+        self.stop_event: asyncio.Event | None = None
+        self._queues: dict[object, deque] = {}
+        self._queued = 0
+        self._drains: set[asyncio.Task] = set()
+        self._busy_chats: frozenset = frozenset()  # replaced, never mutated: read by job threads
+        self._worker_wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sender: Sender | None = None
+        self.running = False  # the lock is held and the loops are starting
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stop() (or a signal in `tipline bot`)."""
+        loop = self._loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=8, thread_name_prefix="bot"))
+        self.stop_event = asyncio.Event()
+        self._worker_wake = asyncio.Event()
+        configure_decode_slots(self.settings.decode_slots)
+        pacer = Pacer(self.settings.bot_send_per_second, self.settings.bot_chat_interval_seconds)
+        self.sender = Sender(self.client, self.sessions, pacer)
+        with consumer_lock(self.settings, self.engine) as alive:
+            await self.client.initialize()
+            if not self.webhook_mode:
+                await self.client.delete_webhook()
+            await asyncio.to_thread(self._release_leases)
+            self.running = True
+            log.info("bot started (%s)", "webhook inbox" if self.webhook_mode else "polling")
+            s = self.settings
+            tasks = [
+                asyncio.create_task(self._work(), name="worker"),
+                asyncio.create_task(self.sender.run(), name="sender"),
+                self._every(s.bot_album_settle_seconds / 2, self._settle_albums),
+                self._every(20, self._expire_drafts),
+                self._every(s.bot_clock_seconds, self._run_clock),
+                self._every(s.bot_sweep_seconds, self._sweep, first=60),
+                self._every(30, lambda: alive() or self._lost_lock()),
+            ]
+            if not self.webhook_mode:
+                tasks.append(asyncio.create_task(self._poll(), name="poller"))
+            try:
+                stop = asyncio.create_task(self.stop_event.wait())
+                done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stop and task.exception():
+                        raise task.exception()
+            finally:
+                for task in [*tasks, *self._drains]:
+                    task.cancel()
+                await asyncio.gather(*tasks, *self._drains, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self.client.shutdown()
+                if self._own_engine:
+                    self.engine.dispose()
+                log.info("bot stopped")
+
+    def stop(self) -> None:
+        """Ask the bot to stop; safe from any thread."""
+        loop, event = self._loop, self.stop_event
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
+
+    def _lost_lock(self) -> bool:
+        log.error("lost the consumer lock (database connection gone); stopping")
+        self.stop()
+        return False
+
+    def _release_leases(self) -> None:
+        with unit_of_work(self.sessions) as session:
+            inbox.release_leases(session)
+            release_sending(session)
+
+    def _every(self, seconds: float, job: Callable, *, first: float | None = None) -> asyncio.Task:
+        """Run a sync job in a thread every so often; a failing run is logged, not fatal."""
+
+        async def loop() -> None:
+            await asyncio.sleep(seconds if first is None else first)
+            while True:
+                try:
+                    await asyncio.to_thread(job)
+                except Exception as exc:
+                    log.warning(
+                        "timed job %s failed: %s", getattr(job, "__name__", "?"), _where(exc)
+                    )
+                await asyncio.sleep(seconds)
+
+        return asyncio.create_task(loop())
+
+    # --- taking updates ----------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        """Long-poll Telegram; commit each batch to the inbox before confirming it."""
+        offset, pause = None, 1.0
+        while True:
+            try:
+                raw = await self.client.raw_updates(offset, self.settings.bot_poll_timeout)
+                payloads = [p for p in map(sanitise_update, raw) if p is not None]
+                if payloads:
+                    await asyncio.to_thread(self._store, payloads)
+                    self._worker_wake.set()
+                ids = [p["update_id"] for p in payloads]
+                if ids:
+                    offset = max(ids) + 1  # confirms the batch: it is committed
+                pause = 1.0
+            except (InvalidToken, Forbidden):
+                log.error("Telegram refused the bot token; stopping")
+                self.stop()
+                return
+            except RetryAfter as exc:
+                await asyncio.sleep(retry_seconds(exc))
+            except Exception as exc:  # network down, database restarting: wait and go on
+                log.warning("polling failed: %s", _where(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+
+    def _store(self, payloads: list[dict]) -> None:
+        with unit_of_work(self.sessions) as session:
+            inbox.store_updates(session, payloads)
+
+    # --- handling updates --------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """Claim due inbox rows and hand them to per-chat queues (in update order)."""
+        while True:
+            self._worker_wake.clear()
+            claimed = []
+            if self._queued < MAX_QUEUED:
+                claimed = await asyncio.to_thread(self._claim, MAX_QUEUED - self._queued)
+            for row in claimed:
+                key = chat_key(row.payload) or ("update", row.update_id)
+                queue = self._queues.get(key)
+                self._queued += 1
+                if queue is None:
+                    self._queues[key] = deque([row])
+                    task = asyncio.create_task(self._drain(key))
+                    self._drains.add(task)
+                    task.add_done_callback(self._drains.discard)
+                else:
+                    queue.append(row)
+            if claimed:
+                self._note_busy()
+            await nap(self._worker_wake, 0.25)
+
+    def _claim(self, limit: int) -> list[inbox.Claimed]:
+        with unit_of_work(self.sessions) as session:
+            return inbox.claim_updates(session, lease_seconds=LEASE_SECONDS, limit=limit)
+
+    async def _drain(self, key) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                row = queue[0]
+                try:
+                    await self.process(row)
+                except Exception as exc:  # never let one chat's queue die silently
+                    log.error("update %d not processed: %s", row.update_id, _where(exc))
+                queue.popleft()
+                self._queued -= 1
+        finally:
+            self._queued -= len(queue)
+            self._queues.pop(key, None)
+            self._note_busy()
+            self._worker_wake.set()
+
+    def _note_busy(self) -> None:
+        self._busy_chats = frozenset(k for k in self._queues if isinstance(k, int))
+
+    async def process(self, row: inbox.Claimed) -> None:
+        """Handle one claimed update: plan, fetch, apply (one transaction), then reply."""
+        inc = read_update(row.payload)
+        plan = None
+        try:
+            plan = await asyncio.to_thread(self._plan, inc)
+            fetched = await self._fetch(plan, inc)
+            effects = await asyncio.to_thread(self._apply, row, inc, plan, fetched)
+        except (StaleDraft, inbox.AlreadyHandled):
+            await asyncio.to_thread(self._retry_now, row.id)
+            self._worker_wake.set()
+            return
+        except Exception as exc:
+            await self._failed(row, inc, plan, exc)
+            return
+        await self._perform(inc, effects)
+
+    def _plan(self, inc: Incoming) -> conversation.Plan:
+        with self.read_sessions() as session:
+            return conversation.plan_update(session, self.settings, inc)
+
+    def _apply(self, row, inc, plan, fetched) -> conversation.Effects:
+        env = Env(self.settings, self.store, utcnow())
+        with unit_of_work(self.sessions) as session:
+            effects = conversation.apply_update(session, env, inc, plan, fetched)
+            inbox.finish_update(session, row.id, now=env.now)
+        return effects
+
+    def _retry_now(self, inbox_id: int) -> None:
+        with unit_of_work(self.sessions) as session:
+            inbox.retry_now(session, inbox_id)
+
+    async def _fetch(self, plan, inc: Incoming) -> Fetched:
+        """Download what the update needs before any transaction starts."""
+        checks, downloads = conversation.files_to_fetch(plan, inc)
+        fetched = Fetched()
+        for ref in checks:
+            try:
+                data = await self.client.download(ref.file_id)
+            except BadRequest:  # "file is too big", or gone
+                fetched.checks[ref.file_id] = "too_big"
+                continue
+            fetched.checks[ref.file_id] = await asyncio.to_thread(self._check_photo, data)
+        if downloads:
+            results = await asyncio.gather(*(self._download_kept(r.file_id) for r in downloads))
+            fetched.files = {r.file_id: d for r, d in zip(downloads, results, strict=True) if d}
+        return fetched
+
+    async def _download_kept(self, file_id: str) -> bytes | None:
+        try:
+            return await self.client.download(file_id)
+        except BadRequest:
+            return None  # no longer on Telegram's side: the tip goes ahead without it
+
+    def _check_photo(self, data: bytes) -> str:
+        """Run the photo pipeline once now, so a bad photo is refused while the reporter is here."""
+        try:
+            process_photo_bounded(
+                data, timeout=self.settings.decode_wait_seconds, max_pixels=self.settings.max_pixels
+            )
+        except PhotoRejected as exc:
+            return exc.code
+        return "ok"
+
+    async def _failed(self, row, inc: Incoming, plan, exc: Exception) -> None:
+        where = _where(exc)
+        log.warning("update %d failed (attempt %d): %s", row.update_id, row.attempts, where)
+        dead = await asyncio.to_thread(self._fail, row.id, where)
+        if dead:
+            log.error("update %d dead-lettered after %d attempts", row.update_id, row.attempts)
+            if inc.chat_id is not None and inc.private:
+                locale = plan.reporter.locale if plan and plan.reporter else "zh"
+                await self.sender.send_direct(inc.chat_id, t("bot.error.dead", locale))
+                if inc.callback_id:
+                    await self._best_effort(
+                        "answerCallbackQuery", callback_query_id=inc.callback_id
+                    )
+        else:
+            self._worker_wake.set()
+
+    def _fail(self, inbox_id: int, error: str) -> bool:
+        with unit_of_work(self.sessions) as session:
+            return inbox.fail_update(
+                session,
+                inbox_id,
+                error=error,
+                max_attempts=self.settings.bot_max_attempts,
+                retry_base_seconds=self.settings.bot_retry_base_seconds,
+            )
+
+    async def _best_effort(self, method: str, **params) -> None:
+        try:
+            await self.client.call(method, params)
+        except TelegramError as exc:
+            log.info("%s not done: %s", method, type(exc).__name__)
+
+    async def _perform(self, inc: Incoming, effects: conversation.Effects) -> None:
+        """After the commit: answer the button, edit its message, send direct replies."""
+        if inc.callback_id:
+            params = {"callback_query_id": inc.callback_id}
+            if effects.answer:
+                params["text"] = effects.answer
+            await self._best_effort("answerCallbackQuery", **params)
+        if effects.edit and inc.message_id is not None:
+            await self._edit(inc, effects.edit)
+        for message in effects.direct:
+            await self.sender.send_direct(inc.chat_id, message.text, message.markup)
+        for message_id in effects.delete:
+            await self._best_effort("deleteMessage", chat_id=inc.chat_id, message_id=message_id)
+        if effects.queued:
+            self.sender.kick()
+
+    async def _edit(self, inc: Incoming, message: Message) -> None:
+        params = {"chat_id": inc.chat_id, "message_id": inc.message_id, "text": message.text}
+        if message.markup:
+            params["reply_markup"] = message.markup
+        await self._best_effort("editMessageText", **params)
+
+    # --- timed jobs --------------------------------------------------------------------------
+
+    def _env(self) -> Env:
+        return Env(self.settings, self.store, utcnow())
+
+    def _settle_albums(self) -> None:
+        with unit_of_work(self.sessions) as session:
+            settled = conversation.settle_albums(session, self._env(), self._busy_chats)
+        if settled:
+            self._kick_sender()
+
+    def _expire_drafts(self) -> None:
+        with unit_of_work(self.sessions) as session:
+            expired = conversation.expire_drafts(session, self._env())
+        if expired:
+            self._kick_sender()
+
+    def _run_clock(self) -> None:
+        try:
+            from app.reports.clock import run_clock
+        except ImportError:  # the response clock is not installed in this build
+            return
+        with unit_of_work(self.sessions) as session:
+            run_clock(session, now=utcnow())
+        self._kick_sender()
+
+    def _sweep(self) -> None:
+        from app.reports.sweeper import sweep_orphans
+
+        with unit_of_work(self.sessions) as session:
+            sweep_orphans(session, self.store, grace_seconds=self.settings.orphan_grace_seconds)
+        with unit_of_work(self.sessions) as session:
+            inbox.prune_inbox(session, older_than=utcnow() - INBOX_KEEP)
+
+    def _kick_sender(self) -> None:
+        """Wake the sender from a job thread."""
+        if self._loop is not None and self.sender is not None:
+            self._loop.call_soon_threadsafe(self.sender.kick)
+
+
+def run_bot(settings: Settings) -> None:
+    """`tipline bot`: run until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def main() -> None:
+        runtime = BotRuntime(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stop)
+        await runtime.run()
+
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Recognition points: the append-only ledger, its rules, leaderboards and the award runs."""
