@@ -47,6 +47,9 @@ bench: $(STAMP)  ## Benchmarks with their same-run baselines (see bench/README.m
 	$(BIN)/python bench/bench_photos.py
 	$(BIN)/python bench/bench_grids.py
 	$(BIN)/python bench/bench_intake.py
+	$(BIN)/python bench/bench_intake.py --db postgresql
+	$(BIN)/python bench/bench_queue.py
+	$(BIN)/python bench/bench_bot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
