@@ -218,11 +218,6 @@ def drivers_round(setup: Setup, users: list[FakeUser], args, pics: list[bytes], 
         d.start()
     for d in drivers:
         d.join(180)
-    if os.environ.get("BENCH_CPU"):
-        def cpu(pid):
-            f = open(f"/proc/{pid}/stat").read().split()
-            return (int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
-        print("CPU bot", cpu(setup.bot.pid), "bench", cpu(os.getpid()))
     ends = [d.finished_at for d in drivers if d.finished_at]
     refs = [d.ref for d in drivers if d.ref]
     with setup.sessions() as s:

@@ -51,7 +51,7 @@ from app.bot.services import (
 from app.bot.updates import FileRef, Incoming
 from app.config import Settings
 from app.errors import DomainError
-from app.i18n import t
+from app.i18n import catalogue, t
 from app.people.errors import InvalidInvite
 from app.people.identities import (
     RegistrationClosed,
@@ -68,6 +68,10 @@ from app.reports.photos import PhotoRejected
 from app.reports.reporter_view import reporter_status
 from app.reports.services import Upload, submit_tip, view_tip
 from app.reports.storage import MediaStore
+from app.rewards.leaderboards import reporter_points
+from app.staff.actions import act_on_tip
+from app.staff.landmarks import place_by_landmark
+from app.staff.scope import viewer_for
 
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the Bot API refuses getFile above this
 DELETE_WINDOW = dt.timedelta(hours=47)  # Telegram lets a bot delete messages for 48 hours
@@ -202,6 +206,7 @@ class Turn:
         # Outbox dedupe keys: handling the same update twice can never queue a reply twice.
         self.reply_key = reply_key or f"upd:{inc.update_id}"
         self._replies = 0
+        self._categories: list[tuple[str, str, str]] | None = None
 
     # --- output ----------------------------------------------------------------------------
 
@@ -279,8 +284,13 @@ class Turn:
     # --- prompts ---------------------------------------------------------------------------
 
     def category_names(self) -> list[tuple[str, str]]:
-        name = "name_en" if self.locale == "en" else "name_zh"
-        return [(c.code, getattr(c, name)) for c in list_categories(self.session)]
+        """(code, name in the reporter's language) of the active categories, read once a turn."""
+        if self._categories is None:
+            self._categories = [
+                (c.code, c.name_zh, c.name_en) for c in list_categories(self.session)
+            ]
+        english = self.locale == "en"
+        return [(code, en if english else zh) for code, zh, en in self._categories]
 
     def category_name(self, code: str | None) -> str:
         return dict(self.category_names()).get(code, code or "")
@@ -443,9 +453,6 @@ class Turn:
 
     def staff_acknowledge(self, ref: str) -> None:
         """A staff member pressed "acknowledge" on an alert: the workflow decides."""
-        from app.staff.actions import act_on_tip
-        from app.staff.scope import viewer_for
-
         staff = staff_for_chat(self.session, self.inc.chat_id)
         if staff is None:
             self.answer("bot.button_expired")
@@ -485,8 +492,9 @@ class Turn:
         self.say(self.t("bot.help"), kb.main_keyboard(self.locale))
 
     def points(self) -> None:
-        # The points ledger arrives with the rewards issue; no numbers until it is real.
-        self.say(self.t("bot.points.later"))
+        """Show the balance, this period's points and the rank among peers of the same role."""
+        mine = reporter_points(self.session, self.reporter.id)
+        self.say(self.t("rewards.me", **mine))
 
     def language(self) -> None:
         self.say(self.t("bot.language.choose"), kb.language_keyboard())
@@ -581,8 +589,6 @@ class Turn:
 
     def place_address(self, data: dict, text: str) -> None:
         """Place a typed landmark on the map, or keep it as an address for staff to place."""
-        from app.staff.landmarks import place_by_landmark
-
         address = text.strip()[:500]
         data["address"] = address
         placed = place_by_landmark(self.session, address)
@@ -813,8 +819,6 @@ class Turn:
                 if exc.status >= 500:
                     raise  # busy decoder, full disk: the update is retried
                 key_name = f"bot.refused.{exc.code}"
-                from app.i18n import catalogue
-
                 reason = self.t(key_name if key_name in catalogue() else "bot.refused.other")
                 self.say(self.t("bot.refused", reason=reason))
                 return

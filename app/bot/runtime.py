@@ -34,8 +34,8 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, Tele
 from app.bot import conversation, inbox
 from app.bot.client import TelegramClient, make_client
 from app.bot.conversation import Env, Fetched, Message
-from app.bot.sender import Pacer, Sender, nap, release_sending, retry_seconds
-from app.bot.services import StaleDraft
+from app.bot.sender import Pacer, Sender, claim_replies, nap, release_sending, retry_seconds
+from app.bot.services import StaleDraft, expired_drafts, settled_albums
 from app.bot.updates import Incoming, chat_key, read_update, sanitise_update
 from app.config import Settings
 from app.db import make_engine, make_session_factory, read_only, unit_of_work, utcnow
@@ -140,7 +140,15 @@ class BotRuntime:
         self._worker_wake = asyncio.Event()
         configure_decode_slots(self.settings.decode_slots)
         pacer = Pacer(self.settings.bot_send_per_second, self.settings.bot_chat_interval_seconds)
-        self.sender = Sender(self.client, self.sessions, pacer)
+        self.sender = Sender(self.client, self.sessions, pacer, read_sessions=self.read_sessions)
+        try:
+            await self._run_locked()
+        finally:
+            if self._own_engine:
+                self.engine.dispose()
+            log.info("bot stopped")
+
+    async def _run_locked(self) -> None:
         with consumer_lock(self.settings, self.engine) as alive:
             await self.client.initialize()
             if not self.webhook_mode:
@@ -160,21 +168,18 @@ class BotRuntime:
             ]
             if not self.webhook_mode:
                 tasks.append(asyncio.create_task(self._poll(), name="poller"))
+            stop = asyncio.create_task(self.stop_event.wait())
             try:
-                stop = asyncio.create_task(self.stop_event.wait())
                 done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task is not stop and task.exception():
                         raise task.exception()
             finally:
-                for task in [*tasks, *self._drains]:
+                for task in [stop, *tasks, *self._drains]:
                     task.cancel()
-                await asyncio.gather(*tasks, *self._drains, return_exceptions=True)
+                await asyncio.gather(stop, *tasks, *self._drains, return_exceptions=True)
                 with contextlib.suppress(Exception):
                     await self.client.shutdown()
-                if self._own_engine:
-                    self.engine.dispose()
-                log.info("bot stopped")
 
     def stop(self) -> None:
         """Ask the bot to stop; safe from any thread."""
@@ -226,8 +231,8 @@ class BotRuntime:
                 raw = await self.client.raw_updates(offset, self.settings.bot_poll_timeout)
                 payloads = [p for p in map(sanitise_update, raw) if p is not None]
                 if payloads:
-                    await asyncio.to_thread(self._store, payloads)
-                    self._worker_wake.set()
+                    room = max(0, MAX_QUEUED - self._queued)
+                    self._enqueue(await asyncio.to_thread(self._store, payloads, room))
                 ids = [p["update_id"] for p in payloads]
                 if ids:
                     offset = max(ids) + 1  # confirms the batch: it is committed
@@ -243,35 +248,44 @@ class BotRuntime:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
 
-    def _store(self, payloads: list[dict]) -> None:
+    def _store(self, payloads: list[dict], claim: int) -> list[inbox.Claimed]:
+        """Store a batch and, in the same transaction, lease it for this process to handle."""
         with unit_of_work(self.sessions) as session:
             inbox.store_updates(session, payloads)
+            if not claim:
+                return []
+            return inbox.claim_updates(session, lease_seconds=LEASE_SECONDS, limit=claim)
 
     # --- handling updates --------------------------------------------------------------------
 
     async def _work(self) -> None:
-        """Claim due inbox rows and hand them to per-chat queues (in update order)."""
+        """Claim due rows the poller did not hand over (retries, webhook mode, a restart)."""
         while True:
             self._worker_wake.clear()
-            claimed = []
             if self._queued < MAX_QUEUED:
-                claimed = await asyncio.to_thread(self._claim, MAX_QUEUED - self._queued)
-            for row in claimed:
-                key = chat_key(row.payload) or ("update", row.update_id)
-                queue = self._queues.get(key)
-                self._queued += 1
-                if queue is None:
-                    self._queues[key] = deque([row])
-                    task = asyncio.create_task(self._drain(key))
-                    self._drains.add(task)
-                    task.add_done_callback(self._drains.discard)
-                else:
-                    queue.append(row)
-            if claimed:
-                self._note_busy()
+                self._enqueue(await asyncio.to_thread(self._claim, MAX_QUEUED - self._queued))
             await nap(self._worker_wake, 0.25)
 
+    def _enqueue(self, claimed: list[inbox.Claimed]) -> None:
+        """Hand claimed rows to per-chat queues: one chat in update order, chats side by side."""
+        for row in claimed:
+            key = chat_key(row.payload) or ("update", row.update_id)
+            queue = self._queues.get(key)
+            self._queued += 1
+            if queue is None:
+                self._queues[key] = deque([row])
+                task = asyncio.create_task(self._drain(key))
+                self._drains.add(task)
+                task.add_done_callback(self._drains.discard)
+            else:
+                queue.append(row)
+        if claimed:
+            self._note_busy()
+
     def _claim(self, limit: int) -> list[inbox.Claimed]:
+        with self.read_sessions() as session:  # a read first: no write lock when idle
+            if not inbox.any_due(session):
+                return []
         with unit_of_work(self.sessions) as session:
             return inbox.claim_updates(session, lease_seconds=LEASE_SECONDS, limit=limit)
 
@@ -302,7 +316,7 @@ class BotRuntime:
         try:
             plan = await asyncio.to_thread(self._plan, inc)
             fetched = await self._fetch(plan, inc)
-            effects = await asyncio.to_thread(self._apply, row, inc, plan, fetched)
+            effects, replies = await asyncio.to_thread(self._apply, row, inc, plan, fetched)
         except (StaleDraft, inbox.AlreadyHandled):
             await asyncio.to_thread(self._retry_now, row.id)
             self._worker_wake.set()
@@ -310,18 +324,21 @@ class BotRuntime:
         except Exception as exc:
             await self._failed(row, inc, plan, exc)
             return
+        self.sender.push(replies)
         await self._perform(inc, effects)
 
     def _plan(self, inc: Incoming) -> conversation.Plan:
         with self.read_sessions() as session:
             return conversation.plan_update(session, self.settings, inc)
 
-    def _apply(self, row, inc, plan, fetched) -> conversation.Effects:
+    def _apply(self, row, inc, plan, fetched) -> tuple[conversation.Effects, list]:
+        """The update's one transaction: its changes, its replies (leased to us), done."""
         env = Env(self.settings, self.store, utcnow())
         with unit_of_work(self.sessions) as session:
             effects = conversation.apply_update(session, env, inc, plan, fetched)
+            replies = claim_replies(session, effects.replies, now=env.now)
             inbox.finish_update(session, row.id, now=env.now)
-        return effects
+        return effects, replies
 
     def _retry_now(self, inbox_id: int) -> None:
         with unit_of_work(self.sessions) as session:
@@ -404,8 +421,6 @@ class BotRuntime:
             await self.sender.send_direct(inc.chat_id, message.text, message.markup)
         for message_id in effects.delete:
             await self._best_effort("deleteMessage", chat_id=inc.chat_id, message_id=message_id)
-        if effects.queued:
-            self.sender.kick()
 
     async def _edit(self, inc: Incoming, message: Message) -> None:
         params = {"chat_id": inc.chat_id, "message_id": inc.message_id, "text": message.text}
@@ -419,12 +434,19 @@ class BotRuntime:
         return Env(self.settings, self.store, utcnow())
 
     def _settle_albums(self) -> None:
+        quiet = utcnow() - dt.timedelta(seconds=self.settings.bot_album_settle_seconds)
+        with self.read_sessions() as session:  # a read first: no write lock when idle
+            if not settled_albums(session, quiet, limit=1):
+                return
         with unit_of_work(self.sessions) as session:
             settled = conversation.settle_albums(session, self._env(), self._busy_chats)
         if settled:
             self._kick_sender()
 
     def _expire_drafts(self) -> None:
+        with self.read_sessions() as session:
+            if not expired_drafts(session, utcnow(), limit=1):
+                return
         with unit_of_work(self.sessions) as session:
             expired = conversation.expire_drafts(session, self._env())
         if expired:

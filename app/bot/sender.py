@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session, sessionmaker
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from app.bot.keyboards import acknowledge_keyboard
@@ -294,9 +294,18 @@ def outcome_of(exc: Exception | None, attempts: int) -> tuple[str, str | None, f
 class Sender:
     """Sends outbox rows and direct replies through one pacer."""
 
-    def __init__(self, client, sessions: sessionmaker, pacer: Pacer, *, batch: int = 30):
+    def __init__(
+        self,
+        client,
+        sessions: sessionmaker,
+        pacer: Pacer,
+        *,
+        read_sessions: sessionmaker | None = None,
+        batch: int = 30,
+    ):
         self.client = client
         self.sessions = sessions
+        self.read_sessions = read_sessions or sessions  # SQLite: deferred, so reads take no lock
         self.pacer = pacer
         self.batch = batch
         self.poll_seconds = 0.5
@@ -308,7 +317,7 @@ class Sender:
         self._tasks: set[asyncio.Task] = set()
 
     def kick(self) -> None:
-        """Rows were queued elsewhere (a timed job, the workflow): look now, not at the next poll."""
+        """Rows were queued elsewhere (a timed job, the workflow): look now, not at next poll."""
         self._claim_now = True
         self._wake.set()
 
@@ -330,7 +339,7 @@ class Sender:
         await self.pacer.wait(str(chat_id), bulk=False)
         try:
             await self.send(chat_id, text, markup)
-        except TelegramError as exc:
+        except Exception as exc:  # best effort: nothing durable depends on it
             log.warning("direct reply not sent: %s", type(exc).__name__)
 
     async def _deliver(self, item: Outgoing) -> None:
@@ -350,7 +359,7 @@ class Sender:
     def _exchange(self, outcomes: list[tuple], limit: int) -> list[Outgoing]:
         """Record what was sent and claim what is due, in one transaction (one fsync)."""
         if not outcomes:
-            with self.sessions() as session:  # a read: no write lock unless there is work
+            with self.read_sessions() as session:  # no write lock unless there is work
                 if not any_due(session):
                     return []
         with unit_of_work(self.sessions) as session:
@@ -390,19 +399,20 @@ class Sender:
                     claim or len(self._results) >= 32 or now - first_result >= RECORD_DELAY
                 )
                 if claim or flush:
-                    self._claim_now = False
+                    self._claim_now = self._claim_now and not claim
                     done, self._results, first_result = self._results, [], None
                     limit = 2 * self.batch - len(self._queue) if claim else 0
                     self.push(await asyncio.to_thread(self._exchange, done, limit))
                     if claim:
                         next_claim = time.monotonic() + self.poll_seconds
                 wait = self._dispatch()
-                timeout = min(
-                    self.poll_seconds if wait is None else wait,
-                    max(0.0, next_claim - time.monotonic()),
-                    RECORD_DELAY if self._results else self.poll_seconds,
-                )
-                await nap(self._wake, max(timeout, 0.001))
+                now = time.monotonic()
+                timeouts = [self.poll_seconds if wait is None else wait]
+                if len(self._queue) < self.batch:
+                    timeouts.append(next_claim - now)
+                if first_result is not None:
+                    timeouts.append(first_result + RECORD_DELAY - now)
+                await nap(self._wake, max(min(timeouts), 0.001))
         finally:
             for task in list(self._tasks):
                 task.cancel()

@@ -57,6 +57,9 @@ LINKS_PER_KIND = 3
 # How many nearby tips one check reads: enough for any real crowd, bounded for a flood
 # (a thousand copies of one tip at one spot cost the same as ten).
 SCAN_LIMIT = 10
+# At most this many of the category's latest tips are looked at, so a flood of tips at
+# scattered places cannot make each new tip slower than the last (a riot is still covered).
+WINDOW_CAP = 500
 REPEAT_TEXT_COUNT = 3
 REPEAT_TEXT_BY_REPORTER = dt.timedelta(hours=24)
 REPEAT_TEXT_BY_ANYONE = dt.timedelta(minutes=10)
@@ -70,15 +73,23 @@ _tips, _photos, _links, _incidents = (
 )
 # Statements are built once: the checks run on every tip.
 # received_at is not read back: parsing SQLite's datetime text cost more than the query.
-_NEARBY = (
+_WINDOW = (
     select(_tips.c.id, _tips.c.latitude, _tips.c.longitude, _tips.c.incident_id)
     .where(
         _tips.c.category_id == bindparam("category_id"),
         _tips.c.received_at.between(bindparam("since"), bindparam("until")),
-        _tips.c.latitude.between(bindparam("south"), bindparam("north")),
-        _tips.c.longitude.between(bindparam("west"), bindparam("east")),
     )
     .order_by(_tips.c.received_at.desc())
+    .limit(WINDOW_CAP)
+    .subquery()
+)
+# Latest first; both limits stop the scan early (the window is read lazily, newest first).
+_NEARBY = (
+    select(_WINDOW)
+    .where(
+        _WINDOW.c.latitude.between(bindparam("south"), bindparam("north")),
+        _WINDOW.c.longitude.between(bindparam("west"), bindparam("east")),
+    )
     .limit(SCAN_LIMIT)
 )
 _SAME_TEXT = (

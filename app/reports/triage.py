@@ -33,6 +33,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from app.errors import DomainError
 from app.i18n import t
 from app.refcache import Refreshed
 from app.reports.models import Tip, UrgentWord
@@ -45,8 +46,9 @@ LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 NIGHT_START, NIGHT_END = 22, 6  # local hours: [22:00, 06:00)
 ON_SCENE_ACCURACY_M = 100.0
 TRUSTED, UNTRUSTED = 0.75, 0.25
-# Trust: confirmed share with a prior of one confirmed in two (a new reporter starts at
-# 0.5, and one lucky tip is not "trusted"); a malicious tip weighs as three unconfirmed.
+# Trust: confirmed share with a prior of one confirmed in two, so one lucky tip is not
+# "trusted" (with nothing closed yet, trust is unknown: None); a malicious tip weighs as
+# three unconfirmed ones.
 PRIOR_CONFIRMED, PRIOR_CLOSED, MALICIOUS_WEIGHT = 1, 2, 3
 
 # word, weight: what people type when someone is in danger now (Chinese first).
@@ -277,9 +279,17 @@ def set_urgent_word(session: Session, word: str, weight: int, active: bool = Tru
     """Add or change an urgent word (stored folded, so the table has one spelling of each)."""
     folded = normalise_text(word).strip()
     if not folded or len(folded) > 40:
-        raise ValueError("an urgent word has 1 to 40 characters")
+        raise DomainError(
+            "an urgent word has 1 to 40 characters",
+            fields={"word": ["1 to 40 characters"]},
+            code="invalid_urgent_word",
+        )
     if not 0 <= weight <= MAX_WORD_POINTS:
-        raise ValueError(f"an urgent word weighs 0 to {MAX_WORD_POINTS} points")
+        raise DomainError(
+            f"an urgent word weighs 0 to {MAX_WORD_POINTS} points",
+            fields={"weight": [f"0 to {MAX_WORD_POINTS}"]},
+            code="invalid_urgent_word",
+        )
     row = session.scalar(select(UrgentWord).where(UrgentWord.word == folded))
     if row is None:
         row = UrgentWord(word=folded)

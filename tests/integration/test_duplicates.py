@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import select
 
 from app.config import Settings
+from app.errors import DomainError
 from app.grids.index import METRES_PER_DEGREE
 from app.people.services import create_reporter
 from app.reports.duplicates import (
@@ -343,6 +344,10 @@ def test_an_edited_word_list_applies_to_the_next_tip(submit, seeded):
     with seeded() as s:
         set_urgent_word(s, "可疑包裹", 4)
         set_urgent_word(s, "打架", 2, active=False)
+        for word, weight in (("  ", 2), ("炸弹", 99)):
+            with pytest.raises(DomainError) as refused:
+                set_urgent_word(s, word, weight)
+            assert refused.value.code == "invalid_urgent_word"
         s.commit()
     t = submit(category="suspicious", text="车站有可疑包裹，有人打架", where=None)
     assert [r["detail"] for r in t.priority_reasons if r["rule"] == "urgent_word"] == ["可疑包裹"]
