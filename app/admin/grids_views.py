@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from app.admin import bp
 from app.admin.auth import current_viewer, login_required, request_locale
+from app.admin.forms import load_form
 from app.errors import DomainError, NotFound
 from app.grids.datum import CRS_NAMES
 from app.grids.services import LayerInvalid
@@ -50,15 +51,6 @@ _upload_form = UploadForm()
 _scope_form = ScopeForm()
 
 
-def _load(schema: Schema, data) -> dict:
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise DomainError(
-            "some fields are not valid", code="validation_error", fields=exc.messages_dict
-        ) from None
-
-
 def _page(status: int = 200, **extra):
     """Render the grids page (admins only: NotFound for everyone else, from the services)."""
     session = db()
@@ -88,7 +80,7 @@ def grids_upload():
     viewer = current_viewer()
     if viewer.role != "admin":
         raise NotFound("no such page")
-    form = _load(_upload_form, request.form)
+    form = load_form(_upload_form, request.form)
     upload = request.files.get("file")
     locale = request_locale()
     if upload is None or not upload.filename:
@@ -120,7 +112,7 @@ def grids_upload():
 @login_required
 def grids_scope():
     """Add (or, with remove=1, take away) a grid code in a staff member's scope."""
-    form = _load(_scope_form, request.form)
+    form = load_form(_scope_form, request.form)
     change = unassign_scope if request.form.get("remove") else assign_scope
     change(db(), current_viewer(), staff_id=form["staff_id"], grid_code=form["grid_code"])
     return redirect(url_for("admin.grids"), code=303)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 
 from app.admin import bp
 from app.admin.auth import current_viewer, login_required
+from app.admin.forms import load_form
 from app.errors import DomainError
 from app.grids.datum import CRS_NAMES
 from app.security_headers import map_tiles
@@ -56,15 +57,6 @@ _form = LandmarkForm()
 _list_args = ListArgs()
 
 
-def _load(schema: Schema, data) -> dict:
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise DomainError(
-            "some fields are not valid", code="validation_error", fields=exc.messages_dict
-        ) from None
-
-
 def _values(form: dict) -> dict:
     """Turn the form into the service's arguments: WGS-84 and a list of aliases."""
     datum = form["datum"] or map_tiles(services().settings)[1]
@@ -100,7 +92,7 @@ def _page(args: dict, *, status: int = 200, errors: dict | None = None, typed: d
 @login_required
 def landmarks():
     """List the landmarks in scope, with a form to add one and a box to test matching."""
-    return _page(_load(_list_args, request.args))
+    return _page(load_form(_list_args, request.args))
 
 
 @bp.route("/landmarks", methods=["POST"])
@@ -108,7 +100,7 @@ def landmarks():
 def landmark_create():
     """Add a landmark to one of the caller's grids (a refused form comes back filled in)."""
     try:
-        form = _load(_form, request.form)
+        form = load_form(_form, request.form)
         create_landmark(db(), current_viewer(), grid_code=form["grid_code"], **_values(form))
     except DomainError as exc:
         if exc.status == 404:
@@ -122,7 +114,7 @@ def landmark_create():
 @login_required
 def landmark_update(landmark_id: int):
     """Change a landmark of the caller's grids."""
-    form = _load(_form, request.form)
+    form = load_form(_form, request.form)
     update_landmark(
         db(), current_viewer(), landmark_id, grid_code=form["grid_code"], **_values(form)
     )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import jsonify, redirect, render_template, request, url_for
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from app.admin import bp
 from app.admin.auth import current_viewer, login_required, request_locale, wants_json
-from app.errors import DomainError
+from app.admin.forms import load_form
 from app.reports.categories import list_categories
 from app.reports.models import PRIORITIES
 from app.security_headers import map_tiles
@@ -41,13 +41,8 @@ _place_form = PlaceForm()
 
 
 def _load(schema: Schema, data) -> dict:
-    """Validate input, or raise the DomainError the admin's error pages show."""
-    try:
-        return schema.load({k: v for k, v in data.items() if v != ""})
-    except ValidationError as exc:
-        raise DomainError(
-            "some fields are not valid", code="validation_error", fields=exc.messages_dict
-        ) from None
+    """Validate the query string, empty fields counting as absent."""
+    return load_form(schema, {k: v for k, v in data.items() if v != ""})
 
 
 def _datum() -> str:

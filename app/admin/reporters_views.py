@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 
 from app.admin import bp
 from app.admin.auth import current_viewer, login_required
+from app.admin.forms import load_form
 from app.errors import DomainError, NotFound
 from app.people.models import REPORTER_ROLES
 from app.staff.reporters_admin import (
@@ -62,20 +63,11 @@ _status_form = StatusForm()
 _reveal_form = RevealForm()
 
 
-def _load(schema: Schema, data) -> dict:
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise DomainError(
-            "some fields are not valid", code="validation_error", fields=exc.messages_dict
-        ) from None
-
-
 @bp.route("/reporters", methods=["GET"])
 @login_required
 def reporters():
     """List the reporters the caller may know of, with their tips in the caller's scope."""
-    args = _load(_list_args, request.args.to_dict())
+    args = load_form(_list_args, request.args.to_dict())
     rows = list_reporters(
         db(),
         current_viewer(),
@@ -100,7 +92,7 @@ def reporters():
 @login_required
 def reporter_status(pseudonym: str):
     """Approve, suspend or ban a reporter; the change bites on their next tip."""
-    form = _load(_status_form, request.form)
+    form = load_form(_status_form, request.form)
     row = change_reporter_status(
         db(), current_viewer(), pseudonym, form["action"], reason=form["reason"]
     )
@@ -118,7 +110,7 @@ def reporter_reveal(pseudonym: str):
     row = get_reporter(session, viewer, pseudonym)
     if request.method == "GET":
         return render_template("admin/reveal.html", row=row, identities=None, errors={})
-    form = _load(_reveal_form, request.form)
+    form = load_form(_reveal_form, request.form)
     try:
         identities = reveal_identity(session, viewer, row.pseudonym, reason=form["reason"])
     except DomainError as exc:

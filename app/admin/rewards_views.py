@@ -12,6 +12,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, vali
 
 from app.admin import bp
 from app.admin.auth import current_staff, current_viewer, login_required, role_required
+from app.admin.forms import load_form
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.i18n import normalise_locale
@@ -94,15 +95,6 @@ _board_args, _run_form, _decision_form, _export_args = (
 _point_range = validate.Range(-RULE_POINTS_LIMIT, RULE_POINTS_LIMIT)
 
 
-def _load(schema: Schema, data) -> dict:
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise DomainError(
-            "some fields are not valid", code="validation_error", fields=exc.messages_dict
-        ) from None
-
-
 def _city_wide():
     """Return the viewer if they see the whole city, else pretend the page does not exist."""
     viewer = current_viewer()
@@ -115,7 +107,7 @@ def _city_wide():
 @login_required
 def rewards():
     """Show a leaderboard of reporters, organisations or towns, with the board's filters."""
-    args = _load(_board_args, request.args.to_dict())
+    args = load_form(_board_args, request.args.to_dict())
     session = db()
     period = args["period"] or current_period(utcnow())
     board = leaderboard(
@@ -165,7 +157,7 @@ def rewards_runs():
 @role_required("admin")
 def rewards_run_post():
     """Freeze a snapshot of a period's ranking and nominees; a re-run stores a new run."""
-    form = _load(_run_form, request.form)
+    form = load_form(_run_form, request.form)
     run = run_awards(db(), form["period"], actor_id=current_staff().id)
     return redirect(url_for("admin.rewards_run", run_id=run.id), code=303)
 
@@ -192,7 +184,7 @@ def rewards_export(run_id: int, fmt: str):
     _city_wide()
     if fmt not in FORMATS:
         raise NotFound("no such format")
-    args = _load(_export_args, request.args.to_dict())
+    args = load_form(_export_args, request.args.to_dict())
     file = export_run(get_run(db(), run_id), fmt, normalise_locale(args["lang"]))
     return Response(
         file.content,
@@ -214,7 +206,7 @@ def rewards_approvals():
 @role_required("admin", "supervisor")
 def rewards_decide(request_id: int):
     """Approve or reject an entry; the person who asked for it cannot approve it."""
-    form = _load(_decision_form, request.form)
+    form = load_form(_decision_form, request.form)
     viewer = current_viewer()
     decide_request(
         db(),
