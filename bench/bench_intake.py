@@ -24,6 +24,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+def tip_body(n: int) -> dict:
+    """The n-th distinct tip: its own text and place in the demo city (as the wrk script)."""
+    return {
+        **BODY,
+        "description": f"{BODY['description']} #{n}",
+        "latitude": 40.56 + (n % 181) * 0.001,
+        "longitude": 122.36 + (n % 283) * 0.001,
+    }
+
+
 BODY = {
     "category": "theft",
     "description": "电动车电瓶被盗 battery stolen",
@@ -31,10 +43,18 @@ BODY = {
     "longitude": 122.5052,
     "accuracy_m": 12,
 }
-WRK_SCRIPT = f"""
-wrk.method = "POST"
-wrk.body = '{json.dumps(BODY, ensure_ascii=False)}'
-wrk.headers["Content-Type"] = "application/json"
+# Each request is a different tip (text and place across the demo city): a benchmark of
+# one tip sent again and again would measure the duplicate detector, not intake.
+WRK_SCRIPT = """
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{"category": "theft", "description": "电动车电瓶被盗 battery stolen #%d", '
+    .. '"latitude": %.5f, "longitude": %.5f, "accuracy_m": 12}',
+    n, 40.56 + (n % 181) * 0.001, 122.36 + (n % 283) * 0.001)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
 """
 
 
@@ -100,12 +120,13 @@ def load_python(url: str, seconds: int, connections: int) -> tuple[float, float]
     lock = threading.Lock()
     stop = time.time() + seconds
     host, port = url.split("//")[1].split("/")[0].split(":")
-    payload = json.dumps(BODY).encode()
 
     def worker():
         conn = http.client.HTTPConnection(host, int(port))
         mine = []
         while time.time() < stop:
+            n = len(mine) + 1000 * threading.get_ident() % 100_000
+            payload = json.dumps(tip_body(n)).encode()
             t0 = time.perf_counter()
             conn.request("POST", "/api/v1/tips", payload, {"Content-Type": "application/json"})
             resp = conn.getresponse()

@@ -12,6 +12,7 @@ from app.grids.services import import_layer
 from app.people.models import Invite, StaffUser
 from app.people.services import create_invites, create_staff_user, find_or_create_organisation
 from app.reports.categories import seed_categories
+from app.reports.triage import seed_urgent_words
 
 # Demo sign-ins are printed by `make run`; they exist only in the synthetic demo database.
 DEMO_PASSWORD = "tipline-demo"  # noqa: S105
@@ -117,6 +118,9 @@ def seed_demo(session: Session, settings: Settings) -> list[str]:
             )
             lines.append(f"invites ({role}, {org}): {' '.join(codes)}")
     lines += _seed_response_rules(session)
+    words = seed_urgent_words(session)
+    if words:
+        lines.append(f"urgent words: {words} added")
     if not lines:
         lines.append("demo city already seeded")
     return lines
