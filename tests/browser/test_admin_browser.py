@@ -7,7 +7,6 @@ script or style anywhere) fail the test.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -17,23 +16,10 @@ from sqlalchemy import select
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app.people.models import StaffUser
+from tests.browser.common import WAIT_MS, browser_tests
 from tests.integration.test_admin_support import PASSWORD, make_staff, make_tip, tip_row
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("TIPLINE_BROWSER_TESTS") != "1",
-    reason="browser tests run with TIPLINE_BROWSER_TESTS=1 (CI sets it; needs /usr/bin/chromium)",
-)
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 20_000  # generous: CI machines are shared; nothing here is a timing assertion
+pytestmark = browser_tests
 
 
 @pytest.fixture
@@ -57,19 +43,6 @@ def server(app):
     httpd.shutdown()
     thread.join()
     httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One Chromium for the module; each test opens its own contexts."""
-    from playwright.sync_api import sync_playwright
-
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser, *, phone: bool = False):

@@ -8,7 +8,6 @@ records every POST /api/v1/tips as it reached the server, to count and measure t
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 from contextlib import contextmanager
@@ -27,27 +26,15 @@ from app.i18n import t
 from app.people.models import Reporter
 from app.people.services import create_invites
 from app.reports.models import Tip
+from tests.browser.common import WAIT_MS, browser_tests
 from tests.images import marked_image, phone_jpeg, png_header_only
 from tests.layers import centre_of
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("TIPLINE_BROWSER_TESTS") != "1",
-    reason="browser tests run with TIPLINE_BROWSER_TESTS=1 (CI sets it; needs /usr/bin/chromium)",
-)
+pytestmark = browser_tests
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 REF = re.compile(r"T-[0-9A-HJKMNP-TV-Z]{6}")
 RECEIPT = re.compile(r"\d{4}-\d{4}-\d{4}-\d{4}")
 MAX_UPLOAD = 600 * 1024
-WAIT_MS = 20_000  # generous: CI machines are shared; nothing here is a timing assertion
 ROOT = Path(__file__).resolve().parents[2]
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 
@@ -141,19 +128,6 @@ def server(app):
     """The test app, served."""
     with serve(app) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One Chromium for the module; every test opens its own context (own storage, own worker)."""
-    from playwright.sync_api import sync_playwright
-
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def new_context(browser, code="G3", **options):
