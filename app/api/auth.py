@@ -7,6 +7,7 @@ from flask import request
 from app.people.errors import Unauthorised
 from app.people.models import Reporter
 from app.people.services import reporter_for_token
+from app.reports.abuse import check_reporter_allowed
 
 
 def bearer_token() -> str | None:
@@ -26,6 +27,9 @@ def current_reporter(session) -> Reporter | None:
     if token is None:
         return None
     reporter = reporter_for_token(session, token)
-    if reporter is None or reporter.status != "active":
+    if reporter is None:
+        raise Unauthorised("this token is not valid")
+    check_reporter_allowed(session.connection(), reporter.id)  # banned, suspended: 403
+    if reporter.status != "active":
         raise Unauthorised("this token is not valid")
     return reporter
