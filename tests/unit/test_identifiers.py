@@ -17,7 +17,9 @@ from app.identifiers import (
 def test_refs_and_pseudonyms_match_the_contract():
     assert all(REF_RE.match(new_tip_ref()) for _ in range(500))
     assert all(PSEUDONYM_RE.match(new_pseudonym(n)) for n in (4, 5, 6) for _ in range(100))
-    assert len({new_tip_ref() for _ in range(2000)}) == 2000
+    # 2,000 draws from 32**6 collide once about one run in 500; five collisions would
+    # mean the references are far less random than they should be.
+    assert len({new_tip_ref() for _ in range(2000)}) >= 1995
 
 
 def test_typed_refs_are_forgiving_but_strict():
