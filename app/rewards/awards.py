@@ -19,7 +19,7 @@ from app.db import insert_unless_exists, utcnow
 from app.people.models import Organisation, Reporter
 from app.reports.models import Tip
 from app.rewards.errors import RunNotFound, RunRaced
-from app.rewards.leaderboards import confirmed_tips_column
+from app.rewards.leaderboards import confirmed_tips_column, reporter_rows
 from app.rewards.models import AwardRun, PointEntry
 from app.rewards.rules import ORG_AWARDS, RULE_DEFAULTS, nominees, parse_period, rank
 from app.rewards.services import current_rules, current_settings
@@ -40,30 +40,17 @@ def snapshot_hash(snapshot: dict) -> str:
 
 
 def _individuals(session: Session, months: tuple[str, ...]) -> list[dict]:
-    rows = session.execute(
-        select(
-            Reporter.id,
-            Reporter.pseudonym,
-            Reporter.role,
-            Organisation.name,
-            func.sum(_e.points),
-            confirmed_tips_column(),
-        )
-        .join(Reporter, Reporter.id == _e.reporter_id)
-        .outerjoin(Organisation, Organisation.id == Reporter.organisation_id)
-        .where(_e.period.in_(months))
-        .group_by(Reporter.id, Reporter.pseudonym, Reporter.role, Organisation.name)
-    ).all()
+    """The leaderboard's reporter totals for the period, in the snapshot's own keys."""
     return [
         {
-            "reporter_id": rid,
-            "pseudonym": pseudonym,
-            "role": role,
-            "organisation": org,
-            "points": int(points),
-            "confirmed_tips": int(confirmed),
+            "reporter_id": row["id"],
+            "pseudonym": row["name"],
+            "role": row["role"],
+            "organisation": row["organisation"],
+            "points": row["points"],
+            "confirmed_tips": row["confirmed_tips"],
         }
-        for rid, pseudonym, role, org, points, confirmed in rows
+        for row in reporter_rows(session, [_e.period.in_(months)])
     ]
 
 

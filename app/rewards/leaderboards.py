@@ -77,7 +77,8 @@ def _filters(
     return conditions
 
 
-def _reporter_rows(session: Session, conditions) -> list[dict]:
+def reporter_rows(session: Session, conditions) -> list[dict]:
+    """Points and confirmed tips per reporter over the ledger entries matching conditions."""
     rows = session.execute(
         select(
             Reporter.id,
@@ -182,7 +183,7 @@ def leaderboard(
         town=town,
         viewer=viewer,
     )
-    rows = {"reporter": _reporter_rows, "organisation": _organisation_rows, "town": _town_rows}[by](
+    rows = {"reporter": reporter_rows, "organisation": _organisation_rows, "town": _town_rows}[by](
         session, conditions
     )
     ranked = rank(rows, key=lambda r: (-r["points"], -r["confirmed_tips"], r["name"] or ""))
