@@ -60,6 +60,23 @@ class Settings:
     bot_clock_seconds: float = 15.0
     bot_sweep_seconds: float = 3600.0
     bot_utc_offset_minutes: int = 480  # times shown to reporters: China Standard Time
+    bot_inbox_workers: int = 1  # webhook mode: inbox workers claiming with SKIP LOCKED
+    # Retention: closed tips (with photos, events, outbox rows) older than this go
+    # together; abandoned drafts and handled inbox rows go sooner. The ledger stays.
+    retention_days: int = 730
+    # Media: "local" (media_dir) or "s3" (any S3-compatible store, through boto3).
+    media_backend: str = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    # Database pool per process (PostgreSQL): size it to the threads of one worker.
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
+    # Partner webhooks: attempts before a delivery fails for good, first retry delay.
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: float = 10.0
+    webhook_timeout_seconds: float = 10.0
     testing: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -102,4 +119,13 @@ def load_settings(environ: dict[str, str] | None = None, root: Path | None = Non
         redis_url=env.get("REDIS_URL") or None,
         map_tile_url=env.get("TIPLINE_MAP_TILE_URL") or None,
         map_tile_datum=env.get("TIPLINE_MAP_TILE_DATUM") or "wgs84",
+        retention_days=int(env.get("TIPLINE_RETENTION_DAYS") or 730),
+        media_backend=env.get("TIPLINE_MEDIA_BACKEND") or "local",
+        s3_bucket=env.get("TIPLINE_S3_BUCKET") or None,
+        s3_endpoint_url=env.get("TIPLINE_S3_ENDPOINT_URL") or None,
+        s3_region=env.get("TIPLINE_S3_REGION") or None,
+        s3_prefix=env.get("TIPLINE_S3_PREFIX") or "",
+        db_pool_size=int(env.get("TIPLINE_DB_POOL_SIZE") or 5),
+        db_max_overflow=int(env.get("TIPLINE_DB_MAX_OVERFLOW") or 5),
+        bot_inbox_workers=int(env.get("TIPLINE_BOT_INBOX_WORKERS") or 1),
     )

@@ -18,10 +18,17 @@ class InboxUpdate(Base):
     """
 
     __tablename__ = "bot_inbox"
-    __table_args__ = (Index("ix_bot_inbox_pending", "status", "available_at"),)
+    __table_args__ = (
+        Index("ix_bot_inbox_pending", "status", "available_at"),
+        # Per-chat order when several workers claim: the oldest pending update of each chat.
+        Index("ix_bot_inbox_chat_order", "chat_id", "status", "update_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     update_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # The chat the update came from (null for updates without one): updates of one chat
+    # are handled in update_id order, whichever worker claims them.
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     payload: Mapped[dict] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|done|dead

@@ -30,7 +30,7 @@ from telegram.warnings import PTBDeprecationWarning
 from app.bot.keyboards import acknowledge_keyboard
 from app.bot.services import REPLY_TEMPLATE
 from app.db import unit_of_work, utcnow
-from app.outbox.models import OutboxMessage
+from app.outbox.models import TELEGRAM_RECIPIENTS, OutboxMessage
 from app.outbox.render import render_message
 from app.people.identities import reporter_chats, staff_chats
 from app.reports.models import Tip
@@ -121,7 +121,11 @@ def claim_outbox(
     now = now or utcnow()
     rows = session.execute(
         select(_outbox)
-        .where(_outbox.c.status == "pending", _outbox.c.next_attempt_at <= now)
+        .where(
+            _outbox.c.status == "pending",
+            _outbox.c.next_attempt_at <= now,
+            _outbox.c.recipient_kind.in_(TELEGRAM_RECIPIENTS),
+        )
         .order_by(case((_outbox.c.template == REPLY_TEMPLATE, 0), else_=1), _outbox.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -148,7 +152,9 @@ def claim_replies(
 def any_due(session: Session, *, now: dt.datetime | None = None) -> bool:
     """Whether some pending row is due (a cheap read before taking the write lock)."""
     due = select(_outbox.c.id).where(
-        _outbox.c.status == "pending", _outbox.c.next_attempt_at <= (now or utcnow())
+        _outbox.c.status == "pending",
+        _outbox.c.next_attempt_at <= (now or utcnow()),
+        _outbox.c.recipient_kind.in_(TELEGRAM_RECIPIENTS),
     )
     return session.scalar(due.limit(1)) is not None
 
@@ -197,7 +203,11 @@ def release_sending(session: Session, *, now: dt.datetime | None = None) -> int:
     """Make rows a dead sender had claimed due again (start-up of the one sender)."""
     result = session.execute(
         update(_outbox)
-        .where(_outbox.c.status == "pending", _outbox.c.last_error == SENDING)
+        .where(
+            _outbox.c.status == "pending",
+            _outbox.c.last_error == SENDING,
+            _outbox.c.recipient_kind.in_(TELEGRAM_RECIPIENTS),
+        )
         .values(next_attempt_at=now or utcnow())
     )
     return result.rowcount

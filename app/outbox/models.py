@@ -9,6 +9,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
 
+# Who the bot's sender delivers to; `webhook` rows (recipient_id = a partner_webhooks id)
+# are delivered by the webhook worker of app.partners instead.
+TELEGRAM_RECIPIENTS = ("reporter", "staff")
+RECIPIENT_KINDS = (*TELEGRAM_RECIPIENTS, "webhook")
+
 
 class OutboxMessage(Base):
     """One message to send once; the sender moves it pending → sent | failed."""
@@ -18,7 +23,7 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    recipient_kind: Mapped[str] = mapped_column(String(10))  # reporter | staff
+    recipient_kind: Mapped[str] = mapped_column(String(10))  # RECIPIENT_KINDS
     recipient_id: Mapped[int] = mapped_column(Integer)
     tip_id: Mapped[int | None] = mapped_column(
         ForeignKey("tips.id", ondelete="CASCADE"), index=True
