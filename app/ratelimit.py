@@ -105,9 +105,11 @@ class RedisLimiter:
 
     def hit(self, key: str, limit: int, window_s: int) -> Decision:
         allowed, remaining, wait = self._hit(
-            keys=[self._prefix + key], args=[time.time(), window_s, limit, self._member()])
-        return Decision(bool(allowed), int(remaining),
-                        0 if allowed else max(1, math.ceil(float(wait))))
+            keys=[self._prefix + key], args=[time.time(), window_s, limit, self._member()]
+        )
+        return Decision(
+            bool(allowed), int(remaining), 0 if allowed else max(1, math.ceil(float(wait)))
+        )
 
     def peek(self, key: str, limit: int, window_s: int) -> Decision:
         full = self._prefix + key

@@ -16,8 +16,7 @@ log = logging.getLogger("tipline.sweeper")
 
 def referenced_keys(session: Session) -> set[str]:
     """Return every media key some photo row refers to."""
-    stmt = union(select(Photo.derivative_key), select(Photo.thumbnail_key),
-                 select(Audio.media_key))
+    stmt = union(select(Photo.derivative_key), select(Photo.thumbnail_key), select(Audio.media_key))
     return set(session.scalars(stmt))
 
 
