@@ -48,6 +48,8 @@ class PartnerRequest(Base):
     tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), unique=True)
     token: Mapped[str] = mapped_column(String(40), unique=True)
     service_code: Mapped[str] = mapped_column(String(30))
+    # Answers to the service definition's attributes (the category's extra questions).
+    attributes: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

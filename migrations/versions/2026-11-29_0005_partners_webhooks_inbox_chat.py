@@ -46,6 +46,7 @@ def upgrade() -> None:
     sa.Column('tip_id', sa.Integer(), nullable=False),
     sa.Column('token', sa.String(length=40), nullable=False),
     sa.Column('service_code', sa.String(length=30), nullable=False),
+    sa.Column('attributes', sa.JSON(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_partner_requests_partner_id_partners')),
     sa.ForeignKeyConstraint(['tip_id'], ['tips.id'], name=op.f('fk_partner_requests_tip_id_tips'), ondelete='CASCADE'),
