@@ -77,6 +77,11 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: float = 10.0
     webhook_timeout_seconds: float = 10.0
+    # Let webhooks reach private/loopback addresses (a receiver on the operator's network).
+    webhook_allow_private: bool = False
+    # Reverse proxies in front of gunicorn that append to X-Forwarded-For (0: none, trust
+    # no header). The client address keys the anonymous and sign-in rate limits.
+    proxy_hops: int = 0
     testing: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -128,4 +133,7 @@ def load_settings(environ: dict[str, str] | None = None, root: Path | None = Non
         db_pool_size=int(env.get("TIPLINE_DB_POOL_SIZE") or 5),
         db_max_overflow=int(env.get("TIPLINE_DB_MAX_OVERFLOW") or 5),
         bot_inbox_workers=int(env.get("TIPLINE_BOT_INBOX_WORKERS") or 1),
+        proxy_hops=int(env.get("TIPLINE_PROXY_HOPS") or 0),
+        webhook_allow_private=env.get("TIPLINE_WEBHOOK_ALLOW_PRIVATE", "").lower()
+        in ("1", "true", "yes"),
     )

@@ -36,6 +36,7 @@ PAGE_MODULES = (
     "app.admin.intake_views",
     "app.admin.grids_views",
     "app.admin.rewards_views",
+    "app.admin.partners_views",
 )
 
 

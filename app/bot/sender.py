@@ -30,13 +30,15 @@ from telegram.warnings import PTBDeprecationWarning
 from app.bot.keyboards import acknowledge_keyboard
 from app.bot.services import REPLY_TEMPLATE
 from app.db import unit_of_work, utcnow
+from app.faults import fault_point
+from app.outbox import claims
+from app.outbox.claims import claim_due, lease
 from app.outbox.models import TELEGRAM_RECIPIENTS, OutboxMessage
 from app.outbox.render import render_message
 from app.people.identities import reporter_chats, staff_chats
 from app.reports.models import Tip
 
 log = logging.getLogger("tipline.bot.sender")
-SENDING = "sending"
 RECORD_DELAY = 0.05  # seconds an outcome may wait to be written with others
 MAX_ATTEMPTS = 8
 _outbox = OutboxMessage.__table__
@@ -72,15 +74,7 @@ def _lease(session: Session, rows, now: dt.datetime, lease_seconds: float) -> li
     """
     if not rows:
         return []
-    session.execute(
-        update(_outbox)
-        .where(_outbox.c.id.in_([r.id for r in rows]))
-        .values(
-            attempts=_outbox.c.attempts + 1,
-            next_attempt_at=now + dt.timedelta(seconds=lease_seconds),
-            last_error=SENDING,
-        )
-    )
+    lease(session, [r.id for r in rows], now=now, lease_seconds=lease_seconds)
     reporters = reporter_chats(
         session, [r.recipient_id for r in rows if r.recipient_kind == "reporter"]
     )
@@ -119,17 +113,16 @@ def claim_outbox(
 ) -> list[Outgoing]:
     """Lease due rows, bot replies first, ready to send."""
     now = now or utcnow()
-    rows = session.execute(
-        select(_outbox)
-        .where(
-            _outbox.c.status == "pending",
-            _outbox.c.next_attempt_at <= now,
-            _outbox.c.recipient_kind.in_(TELEGRAM_RECIPIENTS),
-        )
-        .order_by(case((_outbox.c.template == REPLY_TEMPLATE, 0), else_=1), _outbox.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+    replies_first = case((_outbox.c.template == REPLY_TEMPLATE, 0), else_=1)
+    rows = claim_due(
+        session,
+        TELEGRAM_RECIPIENTS,
+        now=now,
+        lease_seconds=lease_seconds,
+        limit=limit,
+        order_by=(replies_first,),
+        lease_rows=False,  # _lease leases and renders
+    )
     return _lease(session, rows, now, lease_seconds)
 
 
@@ -151,12 +144,7 @@ def claim_replies(
 
 def any_due(session: Session, *, now: dt.datetime | None = None) -> bool:
     """Whether some pending row is due (a cheap read before taking the write lock)."""
-    due = select(_outbox.c.id).where(
-        _outbox.c.status == "pending",
-        _outbox.c.next_attempt_at <= (now or utcnow()),
-        _outbox.c.recipient_kind.in_(TELEGRAM_RECIPIENTS),
-    )
-    return session.scalar(due.limit(1)) is not None
+    return claims.any_due(session, TELEGRAM_RECIPIENTS, now=now)
 
 
 def record_outcomes(session: Session, outcomes: list[tuple], *, now: dt.datetime | None = None):
@@ -201,16 +189,7 @@ def record_outcomes(session: Session, outcomes: list[tuple], *, now: dt.datetime
 
 def release_sending(session: Session, *, now: dt.datetime | None = None) -> int:
     """Make rows a dead sender had claimed due again (start-up of the one sender)."""
-    result = session.execute(
-        update(_outbox)
-        .where(
-            _outbox.c.status == "pending",
-            _outbox.c.last_error == SENDING,
-            _outbox.c.recipient_kind.in_(TELEGRAM_RECIPIENTS),
-        )
-        .values(next_attempt_at=now or utcnow())
-    )
-    return result.rowcount
+    return claims.release_sending(session, TELEGRAM_RECIPIENTS, now=now)
 
 
 # --- pace ------------------------------------------------------------------------------------
@@ -354,6 +333,7 @@ class Sender:
 
     async def _deliver(self, item: Outgoing) -> None:
         error = None
+        fault_point("before_send")  # tests/system: the row is claimed, not sent
         try:
             await self.send(item.chat_id, item.text, item.markup)
         except Exception as exc:  # every outcome is recorded, or the row waits for its lease
@@ -424,5 +404,18 @@ class Sender:
                     timeouts.append(first_result + RECORD_DELAY - now)
                 await nap(self._wake, max(min(timeouts), 0.001))
         finally:
-            for task in list(self._tasks):
-                task.cancel()
+            await self._finish_in_flight()
+
+    async def _finish_in_flight(self) -> None:
+        """On stop, let sends under way end and write every outcome.
+
+        A row left "sending" goes out again after the restart: cancelling the sends, or
+        dropping outcomes not yet written, would make a graceful stop send twice.
+        """
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        done, self._results = self._results, []
+        if done:
+            await asyncio.to_thread(self._exchange, done, 0)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.errors import DomainError
 from app.outbox.services import queue_message
+from app.partners.webhooks import queue_tip_event
 from app.people.models import Reporter, StaffUser
 from app.reports.errors import TipNotFound
 from app.reports.models import OUTCOMES, Tip, TipEvent
@@ -328,6 +329,9 @@ def apply_action(
                 params={"ref": tip.ref, "status": after},
                 tip_id=tip.id,
             )
+    if to_status != from_status:  # partners hear of status changes of their requests
+        closes = to_status in CLOSED and from_status not in CLOSED
+        queue_tip_event(session, tip.id, "request.closed" if closes else "request.updated", now=now)
     if action == "assign" and assignee_id != actor_id:
         queue_message(
             session,
