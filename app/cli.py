@@ -81,6 +81,20 @@ def db_downgrade(ctx: Context, revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
+@db_group.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def db_backup(ctx: Context, path: Path) -> None:
+    """Copy the live database to PATH (SQLite online backup; pg_dump custom format)."""
+    from app.backup import BackupFailed, backup_database
+
+    try:
+        method = backup_database(ctx.settings.database_url, path)
+    except BackupFailed as exc:
+        _fail(str(exc))
+    click.echo(f"backed up to {path} ({method})")
+
+
 # --- demo ---------------------------------------------------------------------------------
 @cli.group("demo")
 def demo_group() -> None:
@@ -256,6 +270,126 @@ def reporters_token(ctx: Context, pseudonym: str) -> None:
     click.echo(token)
 
 
+# --- partners (Open311 keys) ---------------------------------------------------------------
+
+
+@cli.group("partners")
+def partners_group() -> None:
+    """Open311 partner keys."""
+
+
+@partners_group.command("create")
+@click.argument("name")
+@click.option("--org", "org_name", help="organisation name (created if new)")
+@click.option(
+    "--grid", "grid_paths", multiple=True, help="grid path prefix, e.g. C/T01 (repeatable)"
+)
+@pass_ctx
+def partners_create(ctx: Context, name: str, org_name: str | None, grid_paths: tuple) -> None:
+    """Print a new partner's Open311 API key (shown once, stored hashed)."""
+    from app.errors import DomainError
+    from app.partners.keys import create_partner
+
+    try:
+        with ctx.unit_of_work() as session:
+            _partner, key = create_partner(
+                session, ctx.settings, name=name, organisation=org_name, grid_paths=list(grid_paths)
+            )
+    except DomainError as exc:
+        _fail(exc.message)
+    click.echo(key)
+
+
+@partners_group.command("revoke")
+@click.argument("name")
+@pass_ctx
+def partners_revoke(ctx: Context, name: str) -> None:
+    """Revoke a partner's key: every Open311 call with it gets 403 from now on."""
+    from app.partners.keys import find_partner, revoke_partner
+
+    with ctx.unit_of_work() as session:
+        partner = find_partner(session, name)
+        if partner is None:
+            _fail(f"no partner {name}")
+        revoked = revoke_partner(session, partner.id)
+    click.echo("revoked" if revoked else "already revoked")
+
+
+@partners_group.command("list")
+@pass_ctx
+def partners_list(ctx: Context) -> None:
+    """List partners: name, key prefix, organisation, grids, state, last use."""
+    from app.partners.keys import list_partners
+    from app.people.models import Organisation
+
+    with ctx.unit_of_work() as session:
+        for p in list_partners(session):
+            state = "revoked" if p.revoked_at else "active"
+            last = p.last_used_at.isoformat() if p.last_used_at else "-"
+            grids = ",".join(p.grid_paths or []) or "*"
+            org = session.get(Organisation, p.organisation_id) if p.organisation_id else None
+            org = org.name if org else "-"
+            click.echo(f"{p.name}\t{p.key_prefix}…\t{org}\t{grids}\t{state}\t{last}")
+
+
+# --- webhooks (partner subscriptions) -------------------------------------------------------
+
+
+@cli.group("webhooks")
+def webhooks_group() -> None:
+    """Partner webhook subscriptions and their delivery worker."""
+
+
+@webhooks_group.command("add")
+@click.argument("partner")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, help="event to send (repeatable; default all)")
+@pass_ctx
+def webhooks_add(ctx: Context, partner: str, url: str, events: tuple) -> None:
+    """Subscribe a partner's URL; print the signing secret (shown once)."""
+    from app.errors import DomainError
+    from app.partners.keys import find_partner
+    from app.partners.webhooks import add_subscription
+
+    try:
+        with ctx.unit_of_work() as session:
+            found = find_partner(session, partner)
+            if found is None:
+                _fail(f"no partner {partner}")
+            sub, secret = add_subscription(session, ctx.settings, found.id, url, list(events))
+    except DomainError as exc:
+        _fail("; ".join([exc.message, *(m for ms in exc.fields.values() for m in ms)]))
+    click.echo(f"subscription {sub.id}: {', '.join(sub.events)}", err=True)
+    click.echo(secret)
+
+
+@webhooks_group.command("list")
+@pass_ctx
+def webhooks_list(ctx: Context) -> None:
+    """List subscriptions: id, partner, events, state, URL."""
+    from app.partners.webhooks import list_subscriptions
+
+    with ctx.unit_of_work() as session:
+        for sub in list_subscriptions(session):
+            state = "active" if sub.active else "disabled"
+            click.echo(f"{sub.id}\t{sub.partner_name}\t{','.join(sub.events)}\t{state}\t{sub.url}")
+
+
+@webhooks_group.command("run")
+@click.option("--every", type=click.FloatRange(min=0.1), help="keep delivering, this many s apart")
+@pass_ctx
+def webhooks_run(ctx: Context, every: float | None) -> None:
+    """Deliver due webhooks once (or every N seconds until interrupted)."""
+    from app.db import make_session_factory
+    from app.partners.delivery import run_deliveries
+
+    try:
+        total = run_deliveries(make_session_factory(ctx.engine), ctx.settings, every=every)
+    except KeyboardInterrupt:
+        return
+    click.echo(" ".join(f"{kind}={n}" for kind, n in sorted(total.items())) or "nothing due")
+
+
 # --- media --------------------------------------------------------------------------------
 @cli.group("media")
 def media_group() -> None:
@@ -267,16 +401,57 @@ def media_group() -> None:
 @pass_ctx
 def media_sweep(ctx: Context, grace: int | None) -> None:
     """Remove stored files that no row refers to (after a grace period)."""
-    from app.reports.storage import LocalMediaStore
+    from app.reports.storage import make_media_store
     from app.reports.sweeper import sweep_orphans
 
     with ctx.unit_of_work() as session:
         removed = sweep_orphans(
             session,
-            LocalMediaStore(ctx.settings.media_dir),
+            make_media_store(ctx.settings),
             grace_seconds=ctx.settings.orphan_grace_seconds if grace is None else grace,
         )
     click.echo(f"removed {removed} orphan file(s)")
+
+
+# --- retention ----------------------------------------------------------------------------
+@cli.group("retention")
+def retention_group() -> None:
+    """Deleting what the retention period has passed."""
+
+
+@retention_group.command("run")
+@click.option("--dry-run", is_flag=True, help="only count what would be deleted")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-8601",
+    help="run as if it were this UTC time (tests and catch-up runs)",
+)
+@pass_ctx
+def retention_run(ctx: Context, dry_run: bool, now_text: str | None) -> None:
+    """Delete closed tips (with photos and messages), drafts and inbox rows past retention."""
+    import datetime as dt
+
+    from app.db import make_session_factory
+    from app.reports.retention import run_retention
+    from app.reports.storage import make_media_store
+
+    now = None
+    if now_text:
+        try:
+            now = dt.datetime.fromisoformat(now_text)
+        except ValueError:
+            _fail(f"--now {now_text!r} is not an ISO 8601 time")
+        now = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
+    report = run_retention(
+        make_session_factory(ctx.engine),
+        make_media_store(ctx.settings),
+        ctx.settings,
+        now=now,
+        dry_run=dry_run,
+    )
+    counts = " ".join(f"{name}={n}" for name, n in report.as_dict().items())
+    click.echo(f"{'would remove' if dry_run else 'removed'}: {counts}")
 
 
 # --- awards -------------------------------------------------------------------------------
@@ -334,13 +509,19 @@ def clock_run(ctx: Context, every: float) -> None:
     """Escalate tips not acknowledged in time (the bot process also runs this every 15 s)."""
     import time
 
-    from app.db import utcnow
+    from app.db import make_session_factory, utcnow
+    from app.locks import clock_lock
     from app.reports.clock import run_clock
 
+    # Several runners may be started for availability; one ticks at a time.
+    lock = clock_lock(ctx.settings.redis_url, every)
+    factory = make_session_factory(ctx.engine)
     while True:
-        with ctx.unit_of_work() as session:
-            escalated = run_clock(session, now=utcnow())
-        click.echo(f"escalated {escalated} tip(s)")
+        escalated = lock.run(factory, lambda session: run_clock(session, now=utcnow()))
+        if escalated is None:
+            click.echo("another runner is ticking the clock; skipped")
+        else:
+            click.echo(f"escalated {escalated} tip(s)")
         if every <= 0:
             return
         time.sleep(every)

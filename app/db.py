@@ -52,8 +52,12 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime()}  # noqa: RUF012 (SQLAlchemy reads it)
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine with the per-backend settings ARCHITECTURE.md requires."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+    """Create the engine with the per-backend settings ARCHITECTURE.md requires.
+
+    The pool is per process: size it to one worker's threads (Settings.db_pool_size),
+    so workers × (pool_size + max_overflow) stays under PostgreSQL's max_connections.
+    """
     if url.startswith("sqlite"):
         database = make_url(url).database
         kwargs: dict = {"connect_args": sqlite_connect_args(database)}
@@ -66,7 +70,12 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     # hide_parameters: SQL errors must not copy tip text or coordinates into logs.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=10, hide_parameters=True
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=10,
+        hide_parameters=True,
     )
 
 

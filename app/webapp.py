@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings
 from app.db import make_engine, make_session_factory, read_only
+from app.db_ids import DatabaseIdConverter
+from app.faults import fault_point
 from app.ratelimit import make_limiter
 from app.reports.photos import configure_decode_slots
-from app.reports.storage import LocalMediaStore
+from app.reports.storage import make_media_store
 
 log = logging.getLogger("tipline.web")
 
@@ -22,10 +27,14 @@ class Services:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
+        self.engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         self.sessions = make_session_factory(self.engine)
         self.read_sessions = make_session_factory(read_only(self.engine))
-        self.store = LocalMediaStore(settings.media_dir)
+        self.store = make_media_store(settings)
         self.limiter = make_limiter(settings.redis_url)
 
 
@@ -36,6 +45,7 @@ def configure(app: Flask, settings: Settings) -> None:
     from app.api.errors import register_error_handlers
     from app.api.health import bp as health_bp
     from app.bot.webhook import bp as telegram_bp
+    from app.open311.views import bp as open311_bp
     from app.security_headers import register_security_headers
     from app.web import register_web
 
@@ -51,10 +61,16 @@ def configure(app: Flask, settings: Settings) -> None:
     )
     app.json.ensure_ascii = False
     app.json.sort_keys = False
+    if settings.proxy_hops:
+        # Behind a load balancer the peer is the proxy: take the client from the hops it
+        # appended, so each reporter and each sign-in source has its own rate limit.
+        n = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)
     services = Services(settings)
     app.extensions["tipline"] = services
     configure_decode_slots(settings.decode_slots)
 
+    app.url_map.converters["int"] = DatabaseIdConverter  # before any route is added
     app.teardown_appcontext(_close_session)
     # Registered before the commit hook so it runs after it (hooks run in reverse):
     # even the 503 that a failed commit turns into carries the headers.
@@ -65,6 +81,7 @@ def configure(app: Flask, settings: Settings) -> None:
     register_api(app)
     register_admin(app)
     register_web(app)
+    app.register_blueprint(open311_bp)
     register_error_handlers(app)
 
 
@@ -94,11 +111,19 @@ def _commit_session(response):
     try:
         if response.status_code < 400:
             session.commit()
+            fault_point("request_committed")  # tests/system: stored, not yet answered
         else:
             session.rollback()
-    except Exception:
+    except Exception as exc:
         session.rollback()
-        log.exception("commit failed")
+        if isinstance(exc, OperationalError | PoolTimeout) or getattr(
+            exc, "connection_invalidated", False
+        ):
+            # The database went away (a restart, a failover): a passing condition with its
+            # own 503, not a bug to trace (tests/system/test_db_restart.py).
+            log.warning("commit failed, database unavailable: %s", type(exc).__name__)
+        else:
+            log.exception("commit failed")
         from app.api.errors import unavailable_response
 
         return unavailable_response()

@@ -3,8 +3,16 @@
 A row is `pending` until the unit of work that handles it marks it `done` (in
 the same transaction as the handler's effects), or until it has failed
 `max_attempts` times and becomes `dead`. A claim sets a lease (`available_at`
-in the future, `last_error = "leased"`); the one consumer per token releases
-stale leases at start-up, so a crash re-runs exactly what was unfinished.
+in the future, `last_error = "leased"`); when the lease runs out the row is due
+again, so rows of a worker that died are re-run by another after the lease. A
+lone consumer may also release stale leases at start-up.
+
+Several workers (tasks or processes) may claim at once: rows are locked with
+FOR UPDATE SKIP LOCKED, and a row is claimable only while no earlier pending row
+of its chat exists, so a chat's head (leased, or waiting for its retry) holds
+back that chat's later updates and each chat is handled in update_id order by
+whichever worker is free. A handler that finishes a row someone else finished
+first gets AlreadyHandled and its transaction is rolled back: one effect.
 """
 
 from __future__ import annotations
@@ -12,14 +20,23 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from app.bot.models import InboxUpdate
+from app.bot.updates import chat_key
 from app.db import insert_unless_exists, utcnow
 
 LEASED = "leased"
 _inbox = InboxUpdate.__table__
+_earlier = _inbox.alias("earlier")
+# An earlier update of the same chat is still waiting (leased, retrying or not yet
+# claimed): this row must wait for it. Served by ix_bot_inbox_chat_order.
+_CHAT_HEAD = ~exists().where(
+    _earlier.c.chat_id == _inbox.c.chat_id,
+    _earlier.c.status == "pending",
+    _earlier.c.update_id < _inbox.c.update_id,
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,7 @@ def store_updates(session: Session, payloads: list[dict], *, now: dt.datetime | 
             _inbox,
             {
                 "update_id": payload["update_id"],
+                "chat_id": chat_key(payload),
                 "received_at": now,
                 "payload": payload,
                 "status": "pending",
@@ -65,11 +83,11 @@ def claim_updates(
     lease_seconds: float = 120,
     limit: int = 100,
 ) -> list[Claimed]:
-    """Lease due pending rows (oldest update first) and count the attempt."""
+    """Lease due pending rows that head their chat (oldest update first); count the attempt."""
     now = now or utcnow()
     rows = session.execute(
         select(_inbox.c.id, _inbox.c.update_id, _inbox.c.attempts, _inbox.c.payload)
-        .where(_inbox.c.status == "pending", _inbox.c.available_at <= now)
+        .where(_inbox.c.status == "pending", _inbox.c.available_at <= now, _CHAT_HEAD)
         .order_by(_inbox.c.update_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -91,9 +109,19 @@ def claim_updates(
 def any_due(session: Session, *, now: dt.datetime | None = None) -> bool:
     """Whether some pending row is due (a cheap read before taking the write lock)."""
     due = select(_inbox.c.id).where(
-        _inbox.c.status == "pending", _inbox.c.available_at <= (now or utcnow())
+        _inbox.c.status == "pending", _inbox.c.available_at <= (now or utcnow()), _CHAT_HEAD
     )
     return session.scalar(due.limit(1)) is not None
+
+
+def pending_chats(session: Session) -> frozenset[int]:
+    """Chats with updates still waiting in the inbox (an album there is not settled yet)."""
+    rows = session.scalars(
+        select(_inbox.c.chat_id)
+        .where(_inbox.c.status == "pending", _inbox.c.chat_id.is_not(None))
+        .distinct()
+    )
+    return frozenset(rows)
 
 
 def finish_update(session: Session, inbox_id: int, *, now: dt.datetime | None = None) -> None:
@@ -148,7 +176,11 @@ def retry_now(session: Session, inbox_id: int) -> None:
 
 
 def release_leases(session: Session, *, now: dt.datetime | None = None) -> int:
-    """Make rows leased by a consumer that died due now; only the lock holder may call this."""
+    """Make rows leased by a consumer that died due now.
+
+    Only a lone consumer may call this (the bot holding the per-token lock): with
+    several workers, another's live leases would be broken; lease expiry recovers.
+    """
     result = session.execute(
         update(_inbox)
         .where(_inbox.c.status == "pending", _inbox.c.last_error == LEASED)

@@ -6,10 +6,12 @@
     outbox ──claim (lease)──▶ pacer ──▶ sendMessage ──▶ sent │ retry │ failed
     timers: album settling, draft expiry, the response clock, orphan sweep, inbox pruning
 
-Exactly one consumer per token: a PostgreSQL advisory lock, or on SQLite an
+Exactly one bot process per token: a PostgreSQL advisory lock, or on SQLite an
 flock() on a file beside the database, held for the life of the process. A
-second `tipline bot` exits at once. Updates of one chat are handled in order;
-chats are handled side by side.
+second `tipline bot` exits at once. It keeps Telegram's global sending limit in
+one pacer and runs the timed jobs once. Updates of one chat are handled in order
+(the inbox hands out only a chat's oldest pending update); chats are handled side
+by side, and in webhook mode by `bot_inbox_workers` claiming workers.
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ from app.bot.services import StaleDraft, expired_drafts, settled_albums
 from app.bot.updates import Incoming, chat_key, read_update, sanitise_update
 from app.config import Settings
 from app.db import make_engine, make_session_factory, read_only, unit_of_work, utcnow
+from app.faults import fault_point
 from app.i18n import t
+from app.locks import JobLock, clock_lock
+from app.partners.delivery import deliver_due  # partner webhooks go out from here too
 from app.reports.photos import PhotoRejected, configure_decode_slots, process_photo_bounded
-from app.reports.storage import LocalMediaStore
+from app.reports.retention import run_retention
+from app.reports.storage import make_media_store
 
 log = logging.getLogger("tipline.bot")
 LEASE_SECONDS = 120
@@ -114,10 +120,14 @@ class BotRuntime:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
         self.settings = settings
         self._own_engine = engine is None
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         self.sessions = make_session_factory(self.engine)
         self.read_sessions = make_session_factory(read_only(self.engine))
-        self.store = LocalMediaStore(settings.media_dir)
+        self.store = make_media_store(settings)
         self.client: TelegramClient = client or make_client(settings)
         self.webhook_mode = bool(settings.telegram_webhook_secret)
         self.stop_event: asyncio.Event | None = None
@@ -129,6 +139,7 @@ class BotRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sender: Sender | None = None
         self.running = False  # the lock is held and the loops are starting
+        self._clock_lock: JobLock | None = None  # made on first use (it may open Redis)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -157,14 +168,21 @@ class BotRuntime:
             self.running = True
             log.info("bot started (%s)", "webhook inbox" if self.webhook_mode else "polling")
             s = self.settings
+            # Webhook mode: several inbox workers claim side by side (the inbox keeps each
+            # chat in order). Polling: one, as Telegram allows one getUpdates consumer.
+            workers = max(1, s.bot_inbox_workers) if self.webhook_mode else 1
             tasks = [
-                asyncio.create_task(self._work(), name="worker"),
+                *(asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(workers)),
                 asyncio.create_task(self.sender.run(), name="sender"),
                 self._every(s.bot_album_settle_seconds / 2, self._settle_albums),
                 self._every(20, self._expire_drafts),
                 self._every(s.bot_clock_seconds, self._run_clock),
                 self._every(s.bot_sweep_seconds, self._sweep, first=60),
                 self._every(30, lambda: alive() or self._lost_lock()),
+                self._every(3600, lambda: run_retention(self.sessions, self.store, s), first=300),
+                self._every(
+                    5, lambda: deliver_due(self.sessions, s, read_sessions=self.read_sessions)
+                ),
             ]
             if not self.webhook_mode:
                 tasks.append(asyncio.create_task(self._poll(), name="poller"))
@@ -233,6 +251,7 @@ class BotRuntime:
                 if payloads:
                     room = max(0, MAX_QUEUED - self._queued)
                     self._enqueue(await asyncio.to_thread(self._store, payloads, room))
+                    fault_point("update_stored")  # tests/system: stored, not handled
                 ids = [p["update_id"] for p in payloads]
                 if ids:
                     offset = max(ids) + 1  # confirms the batch: it is committed
@@ -317,6 +336,7 @@ class BotRuntime:
             plan = await asyncio.to_thread(self._plan, inc)
             fetched = await self._fetch(plan, inc)
             effects, replies = await asyncio.to_thread(self._apply, row, inc, plan, fetched)
+            fault_point("update_applied")  # tests/system: committed, replies not sent
         except (StaleDraft, inbox.AlreadyHandled):
             await asyncio.to_thread(self._retry_now, row.id)
             self._worker_wake.set()
@@ -439,7 +459,9 @@ class BotRuntime:
             if not settled_albums(session, quiet, limit=1):
                 return
         with unit_of_work(self.sessions) as session:
-            settled = conversation.settle_albums(session, self._env(), self._busy_chats)
+            # Busy: queued here, or still in the inbox (claims take one update per chat).
+            busy = self._busy_chats | inbox.pending_chats(session)
+            settled = conversation.settle_albums(session, self._env(), busy)
         if settled:
             self._kick_sender()
 
@@ -457,9 +479,11 @@ class BotRuntime:
             from app.reports.clock import run_clock
         except ImportError:  # the response clock is not installed in this build
             return
-        with unit_of_work(self.sessions) as session:
-            run_clock(session, now=utcnow())
-        self._kick_sender()
+        if self._clock_lock is None:
+            self._clock_lock = clock_lock(self.settings.redis_url, self.settings.bot_clock_seconds)
+        escalated = self._clock_lock.run(self.sessions, lambda s: run_clock(s, now=utcnow()))
+        if escalated:
+            self._kick_sender()
 
     def _sweep(self) -> None:
         from app.reports.sweeper import sweep_orphans

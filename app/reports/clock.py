@@ -89,7 +89,7 @@ def pick_target(
 
 
 def due_times(
-    conn: Connection,
+    conn: Connection | Session,
     *,
     priority: str,
     category_code: str | None,
@@ -103,7 +103,7 @@ def due_times(
 
 
 def start_clock(
-    conn: Connection,
+    conn: Connection | Session,
     *,
     priority: str,
     category_code: str | None,

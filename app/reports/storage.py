@@ -1,4 +1,4 @@
-"""Media storage behind a small interface: local disk now, an object store later.
+"""Media storage behind a small interface: local disk, or an S3-compatible object store.
 
 Keys are made here from the content's SHA-256, never from anything a client sent,
 so a filename cannot reach the disk and the same photo is stored once.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from app.errors import Unavailable
+from app.faults import fault_point
 
 # ab/cd/abcd...(64 hex).jpg: the two directory levels must repeat the hash's first
 # four digits, so every key names exactly one place and nothing else parses as one.
@@ -26,14 +27,18 @@ _HEX2 = re.compile(r"[0-9a-f]{2}", re.ASCII)
 _TMP = "tmp"
 
 
-class StorageFull(Unavailable):
-    """The disk refused the write (full, over quota, or failing); nothing was kept."""
+class StorageUnavailable(Unavailable):
+    """The store could not be read or written just now (503 + Retry-After); nothing was kept."""
 
     code = "storage_unavailable"
 
     def __init__(self, message: str = "photo storage is unavailable; try again shortly", **kw):
         kw.setdefault("retry_after", 30)
         super().__init__(message, **kw)
+
+
+class StorageFull(StorageUnavailable):
+    """The disk (or the object store) refused the write: full, over quota, or failing."""
 
 
 class InvalidMediaKey(ValueError):
@@ -79,6 +84,11 @@ def validate_key(key: str) -> str:
     return key
 
 
+def is_key(text: str) -> bool:
+    """Whether the text has exactly the form put() makes (for listings of a store)."""
+    return isinstance(text, str) and _KEY.fullmatch(text) is not None
+
+
 def key_for(data: bytes, suffix: str = ".jpg") -> str:
     """The content-addressed key of the bytes: ab/cd/<sha256><suffix>."""
     if _SUFFIX.fullmatch(suffix) is None:
@@ -110,6 +120,7 @@ class LocalMediaStore:
             # removes it if no row ever points at it.
             for directory in (final.parent, *changed_dirs):
                 _fsync_dir(directory)
+            fault_point("photo_written")  # tests/system: the file is stored, its row is not
         except OSError as exc:  # ENOSPC, EDQUOT, EFBIG, EIO...: all mean "not stored"
             raise StorageFull() from exc
         return key
@@ -223,3 +234,21 @@ def _hex_subdirs(path: Path) -> list[str]:
         return sorted(
             e.name for e in entries if _HEX2.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
         )
+
+
+def make_media_store(settings) -> MediaStore:
+    """Build the store the settings name (web app, bot and CLI share this one choice)."""
+    if settings.media_backend == "local":
+        return LocalMediaStore(settings.media_dir)
+    if settings.media_backend == "s3":
+        from app.reports.storage_s3 import S3MediaStore
+
+        if not settings.s3_bucket:
+            raise ValueError("TIPLINE_S3_BUCKET is required when TIPLINE_MEDIA_BACKEND=s3")
+        return S3MediaStore(
+            settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        )
+    raise ValueError(f"unknown media backend {settings.media_backend!r} (local or s3)")

@@ -305,3 +305,29 @@ def test_trust_comes_from_closed_tips_and_moves_priority(seeded, settings, repor
     doubted = submit("又被偷了")
     assert any(r["rule"] == "untrusted_reporter" for r in doubted.priority_reasons)
     assert (trusted.priority, doubted.priority) == ("high", "normal")  # 5 + 1; 5 - 2
+
+
+def _via_proxy(client, forwarded: str):
+    """A tip that reached gunicorn through a same-host proxy naming the client."""
+    return client.post(
+        "/api/v1/tips",
+        data=json.dumps(body()),
+        content_type="application/json",
+        headers={"X-Forwarded-For": forwarded},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+
+
+def test_behind_a_proxy_each_client_has_its_own_limit(make_app, seeded):
+    client = make_app(anonymous_tips_per_minute=2, proxy_hops=1).test_client()
+    assert [_via_proxy(client, "203.0.113.9").status_code for _ in range(3)] == [201, 201, 429]
+    assert _via_proxy(client, "198.51.100.4").status_code == 201
+    # A client cannot pick its own address: only the hop the proxy appended counts.
+    spoofed = [_via_proxy(client, f"192.0.2.{n}, 203.0.113.9").status_code for n in range(2)]
+    assert spoofed == [429, 429]
+
+
+def test_without_proxy_hops_a_forwarded_header_is_ignored(make_app, seeded):
+    client = make_app(anonymous_tips_per_minute=2).test_client()
+    # The peer is loopback (a local tool): the header names no one and nothing is limited.
+    assert [_via_proxy(client, "203.0.113.9").status_code for _ in range(4)] == [201] * 4
