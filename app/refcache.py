@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 DEFAULT_TTL = 10.0
 _MAX_DATABASES = 32
@@ -25,14 +26,19 @@ class Refreshed:
         self._entries: dict = {}
         self._lock = threading.Lock()
 
-    def get(self, conn: Connection):
-        """Return the value for this connection's database, loading it when stale."""
-        key = conn.engine.url
+    def get(self, source: Connection | Session):
+        """Return the value for this database, loading it when stale.
+
+        Given a Session, a fresh value costs no database work at all: the session's
+        transaction (on SQLite, the write lock) only begins when a load is needed.
+        """
+        bind = source.get_bind() if isinstance(source, Session) else source
+        key = bind.engine.url
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and now - entry[0] < self._ttl:
             return entry[1]
-        value = self._load(conn)
+        value = self._load(source.connection() if isinstance(source, Session) else source)
         with self._lock:
             if len(self._entries) >= _MAX_DATABASES:
                 self._entries.clear()

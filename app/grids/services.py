@@ -263,7 +263,7 @@ _active_layer = Refreshed(lambda conn: conn.execute(_ACTIVE).first())
 
 def _router(session: Session) -> _Router | None:
     """Return the router of the active layer, building it on first use (thread-safe)."""
-    row = _active_layer.get(session.connection())
+    row = _active_layer.get(session)
     if row is None:
         return None
     # imported_at and the id tell apart two databases that reuse a URL (tests, re-seeding).

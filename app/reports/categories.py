@@ -68,6 +68,6 @@ def list_categories(session: Session) -> list[Category]:
     )
 
 
-def active_category(conn: Connection, code: str) -> Row | None:
+def active_category(source: Connection | Session, code: str) -> Row | None:
     """Return (id, code, severity) of an active category, from the per-process cache."""
-    return _active.get(conn).get(code)
+    return _active.get(source).get(code)

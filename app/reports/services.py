@@ -184,6 +184,94 @@ def _photo_rows(tip_id: int, stored: list[tuple[ProcessedPhoto, str, str]]) -> l
     return rows
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A tip worked out before its write transaction: the row's values but its ref and links."""
+
+    values: dict
+    stored: list[tuple[ProcessedPhoto, str, str]]
+    placement: Placement
+    owner: int | None
+    receipt: str | None
+    latitude: float | None
+    longitude: float | None
+    located: bool
+
+
+def _prepare(
+    session: Session,
+    settings: Settings,
+    store: MediaStore,
+    data: dict,
+    photos: list[ProcessedPhoto],
+    category,
+    *,
+    owner: int | None,
+    anonymous: bool,
+    key: str | None,
+    channel: str,
+    now: dt.datetime,
+) -> _Prepared:
+    """Store the photo files, place, route and triage the tip: all that needs no write.
+
+    An anonymous tip is judged as nobody's (`owner` None): its sender stays unlinked.
+    """
+    stored = [(p, store.put(p.derivative), store.put(p.thumbnail)) for p in photos]
+    lat, lon, source = _locate(session, data, photos)
+    flags, placement = _flags_and_placement(session, settings, data, lat, lon, now)
+    if source in ("exif", "landmark"):
+        flags.append("location_from_photo" if source == "exif" else "location_from_landmark")
+    receipt = None
+    if anonymous:
+        receipt = receipt_from_key(settings.secret_key, key) if key else new_receipt()
+    located = lat is not None and "null_island" not in flags
+    assessment = assess_priority(
+        category_severity=category.severity,
+        text=data["description"],
+        received_at=now,
+        reporter_trust=None if owner is None else reporter_trust(session.connection(), owner),
+        has_photos=bool(photos),
+        accuracy_m=data.get("accuracy_m"),
+        location_source=source if located else "none",
+        urgent_words=load_urgent_words(session),
+    )
+    grid_path = "/".join(p["code"] for p in placement.path) or None
+    values = dict(
+        reporter_id=owner,
+        receipt_hash=keyed_hash(settings.secret_key, "receipt", receipt) if receipt else None,
+        channel=channel,
+        category_id=category.id,
+        description=data["description"],
+        observed_at=data.get("occurred_at"),
+        received_at=now,
+        latitude=lat,
+        longitude=lon,
+        accuracy_m=data.get("accuracy_m"),
+        location_source=source,
+        address=data.get("address"),
+        grid_id=placement.grid_id,
+        routing_reason=placement.reason,
+        layer_version=placement.layer_version,
+        neighbour_grids=placement.neighbours or None,
+        flags=flags,
+        grid_path=grid_path,
+        priority=assessment.priority,
+        priority_rank=assessment.rank,
+        priority_reasons=assessment.reasons,
+        text_hash=text_hash(data["description"]),
+        status="new",
+        updated_at=now,
+        **start_clock(
+            session,
+            priority=assessment.priority,
+            category_code=category.code,
+            grid_path=grid_path,
+            received_at=now,
+        ),
+    )
+    return _Prepared(values, stored, placement, owner, receipt, lat, lon, located)
+
+
 def _key_is_stored(conn: Connection, settings: Settings, scope: str, key: str) -> bool:
     """True when a request with this Idempotency-Key was already stored (a replay)."""
     records = idempotency.records
@@ -242,6 +330,27 @@ def submit_tip(
         )
     anonymous = data.pop("anonymous") or reporter_id is None
     photos = _process_all(settings, uploads)
+    # Everything that needs no write is settled before the first statement of the write
+    # transaction: on SQLite that transaction holds the one writer lock every worker
+    # queues for, so only the duplicate checks and the inserts run inside it. The cached
+    # lookups (category, grid layer, urgent words, targets) take the session, not a
+    # connection, so a cache hit does not begin the transaction.
+    category = active_category(session, data["category"])
+    prepared = None
+    if category is not None:
+        prepared = _prepare(
+            session,
+            settings,
+            store,
+            data,
+            photos,
+            category,
+            owner=None if anonymous else reporter_id,
+            anonymous=anonymous,
+            key=key,
+            channel=channel,
+            now=now,
+        )
     # The hot path speaks Core on the session's connection: the ORM unit of work cost
     # more than the rest of the request (see bench/bench_intake.py).
     conn = session.connection()
@@ -254,83 +363,24 @@ def submit_tip(
                 body["receipt"] = receipt_from_key(settings.secret_key, key)
             return Submission(earlier.status_code, body, True, body["ref"])
         check_submission_rate(limiter, settings, **rate)
-    category = active_category(conn, data["category"])
-    if category is None:
+    if prepared is None:
         raise InvalidTip("unknown category", fields={"category": ["not an active category"]})
-
-    stored = [(p, store.put(p.derivative), store.put(p.thumbnail)) for p in photos]
-    lat, lon, source = _locate(session, data, photos)
-    flags, placement = _flags_and_placement(session, settings, data, lat, lon, now)
-    if source in ("exif", "landmark"):
-        flags.append("location_from_photo" if source == "exif" else "location_from_landmark")
-    receipt = None
-    if anonymous:
-        receipt = receipt_from_key(settings.secret_key, key) if key else new_receipt()
-    # An anonymous tip is judged, and compared, as nobody's: its sender stays unlinked.
-    owner = None if anonymous else reporter_id
-    located = lat is not None and "null_island" not in flags
-    assessment = assess_priority(
-        category_severity=category.severity,
-        text=data["description"],
-        received_at=now,
-        reporter_trust=reporter_trust(conn, owner),
-        has_photos=bool(photos),
-        accuracy_m=data.get("accuracy_m"),
-        location_source=source if located else "none",
-        urgent_words=load_urgent_words(conn),
-    )
-    priority = assessment.priority
-    digest = text_hash(data["description"])
+    p = prepared
     links = plan_links(
         conn,
         settings,
         category_id=category.id,
-        reporter_id=owner,
-        latitude=lat if located else None,
-        longitude=lon if located else None,
+        reporter_id=p.owner,
+        latitude=p.latitude if p.located else None,
+        longitude=p.longitude if p.located else None,
         received_at=now,
-        text_digest=digest,
-        phashes=[p.phash for p in photos],
+        text_digest=p.values["text_hash"],
+        phashes=[ph.phash for ph in photos],
     )
-    flags += links.flags
-    tip_id, ref = _insert_tip(
-        conn,
-        dict(
-            reporter_id=owner,
-            receipt_hash=keyed_hash(settings.secret_key, "receipt", receipt) if receipt else None,
-            channel=channel,
-            category_id=category.id,
-            description=data["description"],
-            observed_at=data.get("occurred_at"),
-            received_at=now,
-            latitude=lat,
-            longitude=lon,
-            accuracy_m=data.get("accuracy_m"),
-            location_source=source,
-            address=data.get("address"),
-            grid_id=placement.grid_id,
-            routing_reason=placement.reason,
-            layer_version=placement.layer_version,
-            neighbour_grids=placement.neighbours or None,
-            flags=flags,
-            grid_path="/".join(p["code"] for p in placement.path) or None,
-            priority=priority,
-            priority_rank=assessment.rank,
-            priority_reasons=assessment.reasons,
-            incident_id=links.incident_id,
-            text_hash=digest,
-            status="new",
-            updated_at=now,
-            **start_clock(
-                conn,
-                priority=priority,
-                category_code=category.code,
-                grid_path="/".join(p["code"] for p in placement.path) or None,
-                received_at=now,
-            ),
-        ),
-    )
-    photo_rows = _photo_rows(tip_id, stored)
+    flags = p.values["flags"] + links.flags
+    placement, priority, receipt = p.placement, p.values["priority"], p.receipt
+    tip_id, ref = _insert_tip(conn, {**p.values, "flags": flags, "incident_id": links.incident_id})
+    photo_rows = _photo_rows(tip_id, p.stored)
     if photo_rows:
         conn.execute(_INSERT_PHOTO, photo_rows)
     write_links(conn, tip_id, now, links)

@@ -257,9 +257,9 @@ def default_urgent_words() -> tuple[tuple[str, int], ...]:
     return DEFAULT_URGENT_WORDS
 
 
-def load_urgent_words(conn: Connection) -> tuple[tuple[str, int], ...]:
+def load_urgent_words(source: Connection | Session) -> tuple[tuple[str, int], ...]:
     """Return the active (word, weight) pairs, from the per-process cache."""
-    return _active_words.get(conn)
+    return _active_words.get(source)
 
 
 def seed_urgent_words(session: Session) -> int:
