@@ -9,6 +9,9 @@ from app.config import Settings, load_settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: database, media store, API, health checks, error handling."""
+    from app.native_memory import limit_native_reservations
+
+    limit_native_reservations()  # before webapp imports numpy and the worker starts threads
     from app import webapp
 
     settings = settings or load_settings()

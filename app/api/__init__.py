@@ -5,6 +5,14 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
+from app.api.responses import ErrorSchema
+
+
+class TiplineApi(Api):
+    """flask-smorest's Api, documenting errors in the shape app/api/errors.py answers them."""
+
+    ERROR_SCHEMA = ErrorSchema
+
 
 def register_api(app: Flask) -> None:
     """Register the API blueprints and the OpenAPI document."""
@@ -17,7 +25,7 @@ def register_api(app: Flask) -> None:
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
     )
-    api = Api(
+    api = TiplineApi(
         app,
         spec_kwargs={
             "info": {"description": "Community-safety tips: submit, follow up, and look up grids."}

@@ -6,6 +6,7 @@ from flask import jsonify
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from app.api.responses import GridPlacementSchema
 from app.errors import NotFound
 from app.grids.services import lookup_grid
 from app.webapp import db
@@ -23,6 +24,7 @@ class LookupArgs(Schema):
 @bp.route("/grids/lookup", methods=["GET"])
 @bp.arguments(LookupArgs, location="query")
 @bp.doc(summary="Find the grid containing a point")
+@bp.response(200, GridPlacementSchema)
 def lookup(args: dict):
     """Return the grid containing the point, with its path up to the city, or 404."""
     placement = lookup_grid(db(), args["lat"], args["lon"])

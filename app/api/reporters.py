@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from app.api.auth import current_reporter
+from app.api.responses import MeSchema, ReporterCreatedSchema
 from app.people.errors import Unauthorised
 from app.people.services import redeem_invite
 from app.rewards.leaderboards import reporter_points
@@ -27,6 +28,7 @@ class RedeemSchema(Schema):
 @bp.route("/reporters", methods=["POST"])
 @bp.arguments(RedeemSchema)
 @bp.doc(summary="Redeem an invite for a reporter token")
+@bp.response(201, ReporterCreatedSchema)
 def create_reporter(body: dict):
     """Turn an invite code into a pseudonymous reporter and a device token (shown once)."""
     reporter, token = redeem_invite(db(), services().settings.secret_key, body["invite"])
@@ -45,6 +47,7 @@ class MeArgs(Schema):
 @bp.route("/me", methods=["GET"])
 @bp.arguments(MeArgs, location="query")
 @bp.doc(summary="The signed-in reporter", security=[{"reporterToken": []}])
+@bp.response(200, MeSchema)
 def me(args: dict):
     """Show the reporter their pseudonym, role, organisation, points and own rank."""
     session = db()

@@ -15,7 +15,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from app.admin.photos import photo_response
 from app.api.auth import bearer_token
+from app.api.responses import JPEG_RESPONSE, StaffTipPageSchema, StaffTipSchema
 from app.db import utcnow
+from app.db_ids import fits_id
 from app.grids.services import describe_grid
 from app.people.errors import Unauthorised
 from app.people.models import Reporter, StaffUser
@@ -70,7 +72,10 @@ class ActionBody(Schema):
     def assignee_is_plain(self, data, **_kwargs):
         value = data.get("assignee")
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | str) or len(str(value)) > 80
+            isinstance(value, bool)
+            or not isinstance(value, int | str)
+            or len(str(value)) > 80
+            or (isinstance(value, int) and not fits_id(value))
         ):
             raise ValidationError("a staff id or username", "assignee")
 
@@ -140,6 +145,7 @@ def tip_json(session, tip: Tip, *, now: dt.datetime) -> dict:
 @bp.route("/tips", methods=["GET"])
 @bp.arguments(TipListArgs, location="query", as_kwargs=True, unknown=RAISE)
 @bp.doc(summary="The triage queue in scope", security=[{"staffToken": []}])
+@bp.response(200, StaffTipPageSchema)
 def list_tips(after, limit, mine, **filters):
     """List tips in scope, most urgent first; follow `next` for the next page."""
     session = db()
@@ -175,6 +181,7 @@ def list_tips(after, limit, mine, **filters):
 
 @bp.route("/tips/<ref>", methods=["GET"])
 @bp.doc(summary="One tip in scope", security=[{"staffToken": []}])
+@bp.response(200, StaffTipSchema)
 def get_tip(ref: str):
     """Show one tip in scope (404 for any other)."""
     session = db()
@@ -184,6 +191,7 @@ def get_tip(ref: str):
 @bp.route("/tips/<ref>/actions", methods=["POST"])
 @bp.arguments(ActionBody, location="json", as_kwargs=True)
 @bp.doc(summary="Apply a workflow action", security=[{"staffToken": []}])
+@bp.response(200, StaffTipSchema)
 def post_action(ref: str, **body):
     """Acknowledge, assign, start, resolve, reject or mark a duplicate; answer with the tip."""
     session = db()
@@ -192,7 +200,11 @@ def post_action(ref: str, **body):
 
 
 @bp.route("/photos/<int:photo_id>/<kind>", methods=["GET"])
-@bp.doc(summary="A photo of a tip in scope (JPEG)", security=[{"staffToken": []}])
+@bp.doc(
+    summary="A photo of a tip in scope (JPEG)",
+    security=[{"staffToken": []}],
+    responses={200: JPEG_RESPONSE},
+)
 def photo(photo_id: int, kind: str):
     """Serve a derivative or thumbnail of a photo whose tip is in scope."""
     return photo_response(current_api_viewer(), photo_id, kind)

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from app.api.auth import current_reporter
+from app.api.responses import CategorySchema, ReporterTipSchema
 from app.reports.abuse import client_key_for
 from app.reports.categories import list_categories
 from app.reports.schemas import TipInputSchema, TipReceiptSchema
@@ -56,7 +57,8 @@ def read_tip_request(max_photo_bytes: int) -> tuple[dict, list[Upload]]:
 
 
 @bp.route("/categories", methods=["GET"])
-@bp.doc(summary="List the tip categories", responses={200: {"description": "categories"}})
+@bp.doc(summary="List the tip categories")
+@bp.response(200, CategorySchema(many=True))
 def categories():
     """List the active categories with their Chinese and English names."""
     return jsonify(
@@ -123,6 +125,7 @@ def post_tip():
         {"in": "header", "name": "X-Tip-Receipt", "required": False, "schema": {"type": "string"}}
     ],
 )
+@bp.response(200, ReporterTipSchema)
 def get_tip(ref: str):
     """Show a tip to its owner or the holder of its receipt; anyone else gets 404."""
     session = db()

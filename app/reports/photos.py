@@ -20,6 +20,7 @@ from io import BytesIO
 
 import imagehash
 import pillow_heif
+import scipy.fftpack  # noqa: F401  (see below)
 from PIL import Image, ImageFile
 
 from app.errors import DomainError, Unavailable
@@ -27,6 +28,10 @@ from app.errors import DomainError, Unavailable
 # HEIF thumbnails, depth maps and auxiliary images are never used: not parsing them
 # keeps hostile input away from that code and saves memory.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+# imagehash.phash imports scipy.fftpack (177 modules, 0.3 s, OpenBLAS mapped) on its first
+# call. Done inside the first photo request of a worker under a memory cap, that import
+# failed half-way and every later photo got a 500 (tests/system/test_memory_cap.py); the
+# import above does it once, at start-up.
 # A truncated upload must fail loudly, never be padded with grey (this is Pillow's
 # default; set here so a stray True elsewhere cannot let half-photos through).
 ImageFile.LOAD_TRUNCATED_IMAGES = False

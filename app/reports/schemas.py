@@ -32,6 +32,10 @@ class TipInputSchema(Schema):
         """Treat empty form fields and JSON nulls as absent, so optional means optional."""
         if not isinstance(data, dict):
             raise ValidationError("expected an object of fields", field_name="_schema")
+        # NUL is no text anyone types, and PostgreSQL cannot store it: refused on every backend.
+        nul = [k for k, v in data.items() if isinstance(v, str) and "\x00" in v]
+        if nul:
+            raise ValidationError({str(k): ["must not contain NUL characters"] for k in nul})
         return {k: v for k, v in data.items() if v not in ("", None)}
 
     @validates_schema

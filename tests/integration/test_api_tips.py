@@ -375,14 +375,23 @@ def test_a_typed_landmark_places_the_tip(client, seeded):
     lat, lon = centre_of("G2")
     with seeded() as s:
         worker = create_staff_user(s, "lm", "grid_worker", grids=["G2"])
-        create_landmark(s, viewer_for(s, worker), grid_code="G2", name="钢都小区3号楼",
-                        latitude=lat, longitude=lon, aliases=["钢都3号楼"])
+        create_landmark(
+            s,
+            viewer_for(s, worker),
+            grid_code="G2",
+            name="钢都小区3号楼",
+            latitude=lat,
+            longitude=lon,
+            aliases=["钢都3号楼"],
+        )
         s.commit()
-    resp = post_json(client, {"category": "dispute", "description": "有人打架",
-                              "address": "钢都小区3号楼门口"})
+    resp = post_json(
+        client, {"category": "dispute", "description": "有人打架", "address": "钢都小区3号楼门口"}
+    )
     assert resp.status_code == 201, resp.json
     assert resp.json["grid"]["code"] == "G2"
     assert "location_from_landmark" in resp.json["flags"]
-    unknown = post_json(client, {"category": "dispute", "description": "有人打架",
-                                 "address": "不知道的地方"})
+    unknown = post_json(
+        client, {"category": "dispute", "description": "有人打架", "address": "不知道的地方"}
+    )
     assert unknown.json["grid"] is None and "needs_location" in unknown.json["flags"]

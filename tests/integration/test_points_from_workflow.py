@@ -19,10 +19,20 @@ def test_confirm_then_retriage_awards_and_reverses(settings, seeded):
     with seeded() as s:
         reporter = create_reporter(s, "taxi_driver").id
         boss = create_staff_user(s, "boss", "admin").id
-        ref = submit_tip(s, settings, LocalMediaStore(settings.media_dir), channel="api",
-                         reporter_id=reporter, uploads=[],
-                         fields={"category": "theft", "description": "偷电瓶",
-                                 "latitude": lat, "longitude": lon}).ref
+        ref = submit_tip(
+            s,
+            settings,
+            LocalMediaStore(settings.media_dir),
+            channel="api",
+            reporter_id=reporter,
+            uploads=[],
+            fields={
+                "category": "theft",
+                "description": "偷电瓶",
+                "latitude": lat,
+                "longitude": lon,
+            },
+        ).ref
         s.commit()
         tip_id = s.scalar(select(Tip.id).where(Tip.ref == ref))
         apply_action(s, tip_id, actor_id=boss, action="acknowledge")

@@ -41,8 +41,9 @@ def redis_limiter():
 
 def test_redis_limits_are_shared_between_limiters(redis_limiter):
     other_worker = RedisLimiter(REDIS_URL, prefix=redis_limiter._prefix)
-    results = [(redis_limiter if i % 2 else other_worker).hit("r:1", 5, 60).allowed
-               for i in range(7)]
+    results = [
+        (redis_limiter if i % 2 else other_worker).hit("r:1", 5, 60).allowed for i in range(7)
+    ]
     assert results == [True] * 5 + [False] * 2
     denied = redis_limiter.hit("r:1", 5, 60)
     assert not denied.allowed and 1 <= denied.retry_after <= 60
