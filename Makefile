@@ -43,13 +43,11 @@ format: $(STAMP)
 	$(BIN)/ruff format app tests bench
 	$(BIN)/ruff check --fix app tests bench
 
-bench: $(STAMP)  ## Benchmarks with their same-run baselines (see bench/README.md)
-	$(BIN)/python bench/bench_photos.py
-	$(BIN)/python bench/bench_grids.py
-	$(BIN)/python bench/bench_intake.py
-	$(BIN)/python bench/bench_intake.py --db postgresql
-	$(BIN)/python bench/bench_queue.py
-	$(BIN)/python bench/bench_bot.py
+# Needs PostgreSQL at TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test);
+# keeps the 1,000,000-tip database tipline_bench_queue for the next run (see docs/performance.md).
+bench: $(STAMP)  ## Benchmarks beside their same-run baselines; tables + bench/results/*.json
+	sh bench/setup.sh
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

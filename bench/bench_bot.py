@@ -43,6 +43,7 @@ from app.outbox.models import OutboxMessage
 from app.outbox.services import queue_message
 from app.people.identities import register_telegram_reporter
 from app.reports.models import Tip
+from bench.report import absolute, save
 from tests.fake_telegram import FakeTelegram, FakeUser
 
 BIN = Path(sys.executable).parent
@@ -199,8 +200,15 @@ class Driver(threading.Thread):
             self.error = str(exc)[:200]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drivers_round(setup: Setup, users: list[FakeUser], args, pics: list[bytes], seed: int):
     rng = random.Random(seed)
+    cpu_before = cpu_seconds(setup.bot.pid)
     t0 = time.monotonic() + 1.0
     # Start moments spread over the window, leaving room for the ~10 s a tip takes.
     spread = max(0.0, args.window - 15.0)
@@ -219,6 +227,7 @@ def drivers_round(setup: Setup, users: list[FakeUser], args, pics: list[bytes], 
     for d in drivers:
         d.join(180)
     ends = [d.finished_at for d in drivers if d.finished_at]
+    bot_cpu = cpu_seconds(setup.bot.pid) - cpu_before
     refs = [d.ref for d in drivers if d.ref]
     with setup.sessions() as s:
         stored = s.scalar(select(func.count()).select_from(Tip).where(Tip.ref.in_(refs)))
@@ -231,8 +240,11 @@ def drivers_round(setup: Setup, users: list[FakeUser], args, pics: list[bytes], 
         "span": (max(ends) - t0) if ends else float("nan"),
         "p50": p(latencies, 50),
         "p95": p(latencies, 95),
+        "p99": p(latencies, 99),
         "max": max(latencies),
         "p95_confirm": p(finals, 95) if finals else float("nan"),
+        "bot_cpu_s": bot_cpu,
+        "bot_cpu_share": bot_cpu / (max(ends) - t0) if ends else float("nan"),
         "errors": errors[:3],
     }
 
@@ -346,29 +358,86 @@ def main() -> None:
                 f"round {r + 1}: {res['stored']}/{args.drivers} stored, {res['answered']} "
                 f"answered, all done {res['span']:.1f} s after the first start; reply p50 "
                 f"{res['p50']:.3f} s, p95 {res['p95']:.3f} s, max {res['max']:.3f} s; "
-                f"confirm p95 {res['p95_confirm']:.3f} s"
+                f"confirm p95 {res['p95_confirm']:.3f} s; bot CPU {res['bot_cpu_s']:.1f} s "
+                f"({res['bot_cpu_share']:.0%} of one core)"
                 + (f"; errors: {res['errors']}" if res["errors"] else "")
             )
-        med = {
-            k: statistics.median(r[k] for r in rounds)
-            for k in ("stored", "answered", "span", "p50", "p95", "max", "p95_confirm")
-        }
-        ok = med["stored"] == med["answered"] == args.drivers and med["p95"] <= 2.0
-        print(
-            f"\n{args.drivers} drivers, guided tip with a photo, {args.db}: median of {args.rounds}"
-            f" rounds: {med['stored']:.0f} stored, {med['answered']:.0f} answered, done in "
-            f"{med['span']:.1f} s; reply p50 {med['p50']:.3f} s, p95 {med['p95']:.3f} s "
-            f"(target ≤ 2 s), max {med['max']:.3f} s  -> {'OK' if ok else 'MISSED'}"
-        )
+        keys = ("stored", "answered", "span", "p50", "p95", "p99", "max", "p95_confirm")
+        keys += ("bot_cpu_s", "bot_cpu_share")
+        runs = {k: [r[k] for r in rounds] for k in keys}
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        n = args.drivers
+        rows = [
+            absolute(
+                f"bot burst: stored of {n} (worst round)",
+                min(runs["stored"]),
+                "tips",
+                (">=", n),
+                runs={"stored": runs["stored"]},
+            ),
+            absolute(
+                f"bot burst: answered of {n} (worst round)",
+                min(runs["answered"]),
+                "tips",
+                (">=", n),
+                runs={"answered": runs["answered"]},
+            ),
+            absolute(
+                "bot burst: last tip done after",
+                med["span"],
+                "s",
+                ("<=", args.window),
+                runs={"span": runs["span"]},
+            ),
+            absolute("bot burst: reply p50", med["p50"], "s", runs={"p50": runs["p50"]}),
+            absolute(
+                "bot burst: reply p95", med["p95"], "s", ("<=", 2.0), runs={"p95": runs["p95"]}
+            ),
+            absolute("bot burst: reply p99", med["p99"], "s", runs={"p99": runs["p99"]}),
+            absolute("bot burst: reply max", med["max"], "s", runs={"max": runs["max"]}),
+            absolute(
+                "bot burst: bot process CPU per tip",
+                med["bot_cpu_s"] / n * 1000,
+                "ms",
+                runs={"bot_cpu_s": runs["bot_cpu_s"], "busy_share": runs["bot_cpu_share"]},
+            ),
+        ]
         for r in range(args.outbox_rounds):
             out = outbox_round(setup, args.recipients, 900_000_000 + r * 100_000)
             print(
-                f"\noutbox: {out['messages']} messages to {args.recipients} recipients, "
+                f"outbox: {out['messages']} messages to {args.recipients} recipients, "
                 f"{out['429s']} answered 429: {out['delivered_once']} delivered once, "
-                f"{out['duplicates']} duplicates, in {out['elapsed']:.1f} s; max "
-                f"{out['max_per_second']} per second (≤ 30), min gap to one chat "
-                f"{out['min_chat_gap']:.3f} s (≥ 1)"
+                f"{out['duplicates']} duplicates, in {out['elapsed']:.1f} s"
             )
+        if args.outbox_rounds:
+            m = out["messages"]
+            rows += [
+                absolute(
+                    f"outbox: delivered exactly once of {m}",
+                    out["delivered_once"],
+                    "msgs",
+                    (">=", m),
+                ),
+                absolute("outbox: duplicates", out["duplicates"], "msgs", ("<=", 0)),
+                absolute("outbox: sends in any 1 s", out["max_per_second"], "/s", ("<=", 30)),
+                absolute("outbox: least gap to one chat", out["min_chat_gap"], "s", (">=", 0.95)),
+            ]
+        save(
+            "bot",
+            f"5. Bot burst: {n} drivers, guided tip with a photo, in {args.window:g} s, fake Bot "
+            f"API, {args.db} (medians of {args.rounds} rounds); outbox with 429s",
+            rows,
+            settings=vars(args),
+            notes=[
+                "reply time: from the driver's update entering the fake server's queue to the "
+                "bot's answer reaching it; every step of the flow (7 per tip) counts",
+                f"outbox: {args.recipients} recipients (+40 messages to 20 of them), a fifth of "
+                "first sends answered 429 retry_after=1",
+                "the gap to one chat is measured where the fake server receives the calls: the "
+                "sender paces them 1 s apart, and the loopback hop adds a few ms of jitter either "
+                "way, hence ≥ 0.95 s",
+            ],
+        )
     finally:
         setup.close()
 

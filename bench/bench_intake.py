@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.databases import temporary_schema
+from bench.report import PG_URL, compare, median, save
+from bench.servers import free_port, prepare, start_gunicorn, stop
 
 
 def tip_body(n: int) -> dict:
@@ -58,44 +58,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 (loopback only)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not start")
-
-
-def start(app: str, env: dict, port: int, workers: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            "1",
-            "--log-level",
-            "warning",
-            app,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def load_wrk(url: str, seconds: int, connections: int, script: Path) -> tuple[float, float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
@@ -118,13 +80,13 @@ def load_python(url: str, seconds: int, connections: int) -> tuple[float, float]
 
     latencies: list[float] = []
     lock = threading.Lock()
-    stop = time.time() + seconds
+    until = time.time() + seconds
     host, port = url.split("//")[1].split("/")[0].split(":")
 
     def worker():
         conn = http.client.HTTPConnection(host, int(port))
         mine = []
-        while time.time() < stop:
+        while time.time() < until:
             n = len(mine) + 1000 * threading.get_ident() % 100_000
             payload = json.dumps(tip_body(n)).encode()
             t0 = time.perf_counter()
@@ -146,94 +108,103 @@ def load_python(url: str, seconds: int, connections: int) -> tuple[float, float]
     return len(latencies) / seconds, latencies[int(len(latencies) * 0.99) - 1]
 
 
-def prepare(db_url: str, media: Path) -> dict:
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "TIPLINE_SECRET_KEY": "bench-secret",
-        "TIPLINE_MEDIA_DIR": str(media),
-    }
-    subprocess.run(
-        [str(BIN / "tipline"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    subprocess.run(
-        [str(BIN / "tipline"), "demo", "seed"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    return env
+def measure(db: str, args, tmp: Path, script: Path, use_wrk: bool) -> dict[str, list]:
+    """Alternate rounds of load on the Tipline and bare servers; per-round (req/s, p99 ms)."""
+    with ExitStack() as stack:
+        if db == "sqlite":
+            tip_url, bare_url = f"sqlite:///{tmp / 'tips.db'}", f"sqlite:///{tmp / 'bare.db'}"
+        else:
+            schema = f"bench_intake_{uuid.uuid4().hex[:8]}"
+            tip_url = bare_url = stack.enter_context(temporary_schema(schema, args.pg_url))
+        env = prepare(tip_url, tmp / f"media-{db}")
+        bare_env = {**env, "DATABASE_URL": bare_url}
+        results: dict[str, list] = {"tipline": [], "bare": []}
+        procs = []
+        try:
+            for name, app, e in (
+                ("tipline", "wsgi:app", env),
+                ("bare", "bench.bare_app:app", bare_env),
+            ):
+                port = free_port()
+                procs.append((name, port, start_gunicorn(app, e, port, workers=args.workers)))
+            for r in range(args.rounds):
+                # Alternate which server goes first, so neither always follows the other.
+                order = procs if r % 2 == 0 else procs[::-1]
+                for name, port, _ in order:
+                    url = f"http://127.0.0.1:{port}/api/v1/tips"
+                    rps, p99 = (
+                        load_wrk(url, args.seconds, args.connections, script)
+                        if use_wrk
+                        else load_python(url, args.seconds, args.connections)
+                    )
+                    results[name].append((rps, p99))
+                    print(
+                        f"{db} round {r + 1} {name:8s} {rps:8.1f} req/s  p99 {p99:7.1f} ms",
+                        flush=True,
+                    )
+        finally:
+            for _, _, proc in procs:
+                stop(proc)
+        return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        "--db", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
     )
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-"))
-    if args.db == "sqlite":
-        tip_url, bare_url = f"sqlite:///{tmp / 'tips.db'}", f"sqlite:///{tmp / 'bare.db'}"
-    else:
-        import psycopg
-
-        schema = f"bench_{os.getpid()}"
-        with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            conn.execute(f"CREATE SCHEMA {schema}")
-        tip_url = bare_url = f"{args.pg_url}?options=-csearch_path%3D{schema}"
-    env = prepare(tip_url, tmp / "media")
-    bare_env = {**env, "DATABASE_URL": bare_url}
-    script = tmp / "post.lua"
-    script.write_text(WRK_SCRIPT)
     use_wrk = shutil.which("wrk") is not None
-    results: dict[str, list[tuple[float, float]]] = {"tipline": [], "bare": []}
-    procs = []
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-"))
     try:
-        for name, app, e in (
-            ("tipline", "wsgi:app", env),
-            ("bare", "bench.bare_app:app", bare_env),
-        ):
-            port = free_port()
-            procs.append((name, port, start(app, e, port, args.workers)))
-        for _, port, _ in procs:
-            wait_ready(f"http://127.0.0.1:{port}/healthz")
-        for r in range(args.rounds):
-            for name, port, _ in procs:
-                url = f"http://127.0.0.1:{port}/api/v1/tips"
-                rps, p99 = (
-                    load_wrk(url, args.seconds, args.connections, script)
-                    if use_wrk
-                    else load_python(url, args.seconds, args.connections)
+        script = tmp / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        for db in args.db:
+            res = measure(db, args, tmp, script, use_wrk)
+            runs = {
+                "tipline_rps": [x[0] for x in res["tipline"]],
+                "bare_rps": [x[0] for x in res["bare"]],
+                "tipline_p99_ms": [x[1] for x in res["tipline"]],
+                "bare_p99_ms": [x[1] for x in res["bare"]],
+            }
+            rows.append(
+                compare(
+                    f"text tip intake, {db}: throughput",
+                    median(runs["tipline_rps"]),
+                    median(runs["bare_rps"]),
+                    "req/s",
+                    "bare insert",
+                    goal=(">=", 0.6),
+                    runs={k: v for k, v in runs.items() if k.endswith("rps")},
                 )
-                results[name].append((rps, p99))
-                print(f"round {r + 1} {name:8s} {rps:8.1f} req/s  p99 {p99:7.1f} ms", flush=True)
+            )
+            rows.append(
+                compare(
+                    f"text tip intake, {db}: p99 latency",
+                    median(runs["tipline_p99_ms"]),
+                    median(runs["bare_p99_ms"]),
+                    "ms",
+                    "bare insert",
+                    goal=("<=", 3.0),
+                    runs={k: v for k, v in runs.items() if k.endswith("ms")},
+                )
+            )
     finally:
-        for _, _, proc in procs:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
-        if args.db == "postgresql":
-            with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    med = {
-        k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-        for k, v in results.items()
-    }
-    ratio = med["tipline"][0] / med["bare"][0]
-    p99_ratio = med["tipline"][1] / med["bare"][1]
-    print(
-        f"\n{args.db}: load from {'wrk' if use_wrk else 'python client'}, "
-        f"{args.workers} gunicorn workers, {args.connections} connections"
-    )
-    print(f"  tipline  {med['tipline'][0]:8.1f} req/s  p99 {med['tipline'][1]:.1f} ms")
-    print(f"  bare     {med['bare'][0]:8.1f} req/s  p99 {med['bare'][1]:.1f} ms")
-    print(
-        f"  throughput ratio {ratio:.2f} (target >= 0.6), p99 ratio {p99_ratio:.2f} (target <= 3)"
+    save(
+        "intake",
+        f"1. Intake: POST /api/v1/tips vs a bare one-row insert (gunicorn {args.workers} "
+        f"workers, {args.connections} connections, {'wrk' if use_wrk else 'Python client'}, "
+        f"medians of {args.rounds} × {args.seconds} s)",
+        rows,
+        settings=vars(args) | {"load": "wrk" if use_wrk else "python"},
     )
 
 

@@ -3,6 +3,9 @@
 Run from the repository root: `python bench/bench_photos.py [--size 4032x3024] [--runs 9]`.
 Every contender runs in the same process on the same bytes, interleaved round by
 round so a noisy neighbour hurts them alike; medians are reported, never one run.
+A 12 MP HEIC (made here with pillow-heif from the same pixels) goes through the
+pipeline too, beside its own floor: full decode (HEIC has no reduced-scale decode)
++ the same resize + one encode.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,39 +21,56 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.reports.photos import fit_size, process_photo
+from app.reports.photos import JPEG_QUALITY, fit_size, process_photo
+from bench.report import absolute, compare, median, save
 
 MAX_EDGE = 2016
 THUMB_EDGE = 320
-QUALITY = 82
-TARGETS = {
-    "tipline / floor": ("<=", 1.3),
-    "naive / tipline": (">=", 3.0),
-    "magick / tipline": (">=", 1.0),
-}
+QUALITY = JPEG_QUALITY
 
 
-def make_photo(width: int, height: int, orientation: int = 1) -> bytes:
-    """A camera-like JPEG: gradients plus sensor noise, quality 90, with EXIF and GPS."""
+def make_pixels(width: int, height: int) -> Image.Image:
+    """Camera-like pixels: gradients plus sensor noise."""
     rng = np.random.default_rng(12)
     x = np.linspace(0, 1, width, dtype=np.float32)[None, :]
     y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
     channels = [170 * x + 40 * y, 90 + 120 * y * x, 200 - 150 * x + 0 * y]
     base = np.stack([np.broadcast_to(c, (height, width)) for c in channels], axis=-1)
     noise = rng.normal(0, 9, (height, width, 3)).astype(np.float32)
-    pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def make_photo(width: int, height: int, orientation: int = 1) -> bytes:
+    """A camera-like JPEG, quality 90, with EXIF and GPS."""
     exif = Image.Exif()
     exif[0x010F], exif[0x0110], exif[0x0112] = "BenchCam", "Model 12", orientation
     exif.get_ifd(0x8769)[0x9003] = "2024:05:01 10:20:30"
     gps = exif.get_ifd(0x8825)
     gps[1], gps[2], gps[3], gps[4] = "N", (40.0, 38.0, 26.16), "E", (122.0, 30.0, 18.72)
     out = BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=90, exif=exif)
+    make_pixels(width, height).save(out, "JPEG", quality=90, exif=exif)
     return out.getvalue()
+
+
+def make_heic(width: int, height: int) -> bytes:
+    """The same pixels as a HEIC (x265's ultrafast preset: the slow default takes a minute)."""
+    out = BytesIO()
+    heif = pillow_heif.from_pillow(make_pixels(width, height))
+    heif.save(out, quality=60, enc_params={"preset": "ultrafast"})
+    return out.getvalue()
+
+
+def heic_floor(data: bytes) -> None:
+    """HEIC's least: a full decode (no reduced-scale decode exists), the resize, one encode."""
+    im = Image.open(BytesIO(data))
+    im.load()
+    im = im.convert("RGB").resize(fit_size(im.size, MAX_EDGE), Image.Resampling.LANCZOS)
+    im.save(BytesIO(), "JPEG", quality=QUALITY)
 
 
 def floor(data: bytes) -> None:
@@ -116,8 +135,8 @@ def magick_job(convert: str, src: str, workdir: str):
     return run
 
 
-def measure(contenders: dict, data: bytes, runs: int) -> dict[str, float]:
-    """Median milliseconds per contender, one warm-up each, rounds interleaved."""
+def measure(contenders: dict, data: bytes, runs: int) -> dict[str, list[float]]:
+    """Milliseconds of every run per contender, one warm-up each, rounds interleaved."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for fn in contenders.values():
         fn(data)
@@ -126,28 +145,60 @@ def measure(contenders: dict, data: bytes, runs: int) -> dict[str, float]:
             start = time.perf_counter()
             fn(data)
             times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
-def report(ms: dict[str, float], runs: int, notes: list[str]) -> None:
-    """Print the table, the ratios and whether each target is met."""
-    print(f"\n{'pipeline':<12}{'median ms':>12}   (median of {runs} runs)")
-    for name, value in ms.items():
-        print(f"{name:<12}{value:>12.1f}")
-    ratios = {"tipline / floor": ms["tipline"] / ms["floor"]}
-    ratios["naive / tipline"] = ms["naive"] / ms["tipline"]
+def rows_for(jpeg: dict[str, list[float]], heic: dict[str, list[float]]) -> list:
+    """The table: the pipeline against its floor, the naive pipeline and ImageMagick; HEIC."""
+    ms = {name: median(t) for name, t in jpeg.items()}
+    runs = {"tipline": jpeg["tipline"]}
+    rows = [
+        compare(
+            "12 MP JPEG: pipeline vs floor",
+            ms["tipline"],
+            ms["floor"],
+            "ms",
+            "reduced-scale decode + 1 encode",
+            goal=("<=", 1.3),
+            runs=runs | {"floor": jpeg["floor"]},
+        ),
+        compare(
+            "12 MP JPEG: naive is slower by",
+            ms["tipline"],
+            ms["naive"],
+            "ms",
+            "naive full decode",
+            goal=(">=", 3.0),
+            invert=True,
+            runs=runs | {"naive": jpeg["naive"]},
+        ),
+    ]
     if "magick" in ms:
-        ratios["magick / tipline"] = ms["magick"] / ms["tipline"]
-    print(f"\n{'ratio':<18}{'value':>8}   target   met")
-    for name, (op, goal) in TARGETS.items():
-        if name not in ratios:
-            print(f"{name:<18}{'-':>8}   {op} {goal:<5} skipped")
-            continue
-        value = ratios[name]
-        met = value <= goal if op == "<=" else value >= goal
-        print(f"{name:<18}{value:>8.2f}   {op} {goal:<5} {'yes' if met else 'NO'}")
-    for note in notes:
-        print(f"note: {note}")
+        rows.append(
+            compare(
+                "12 MP JPEG: ImageMagick is slower by",
+                ms["tipline"],
+                ms["magick"],
+                "ms",
+                "ImageMagick convert",
+                goal=(">=", 1.0),
+                invert=True,
+                runs=runs | {"magick": jpeg["magick"]},
+            )
+        )
+    else:
+        rows.append(absolute("12 MP JPEG: ImageMagick (not installed)", ms["tipline"], "ms"))
+    rows.append(
+        compare(
+            "12 MP HEIC: pipeline vs its floor",
+            median(heic["tipline"]),
+            median(heic["floor"]),
+            "ms",
+            "full decode + 1 encode",
+            runs=heic,
+        )
+    )
+    return rows
 
 
 def main() -> None:
@@ -160,7 +211,7 @@ def main() -> None:
     parser.add_argument("--orientation", type=int, default=1, choices=range(1, 9))
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
-    runs = max(7, args.runs)
+    runs = max(5, args.runs)
     data = make_photo(width, height, args.orientation)
     print(
         f"photo: {width}x{height} JPEG q90 with EXIF+GPS, orientation {args.orientation}, "
@@ -183,9 +234,19 @@ def main() -> None:
             src = os.path.join(workdir, "src.jpg")
             Path(src).write_bytes(data)
             contenders["magick"] = magick_job(convert, src, workdir)
-            notes.append(f"ImageMagick: {why}")
-        ms = measure(contenders, data, runs)
-    report(ms, runs, notes)
+            notes.append(f"ImageMagick: {why}, with -define jpeg:size (reduced-scale decode)")
+        jpeg = measure(contenders, data, runs)
+    heic = make_heic(width, height)
+    print(f"HEIC: {width}x{height}, quality 60, {len(heic) / 1e6:.2f} MB")
+    heic_runs = measure({"floor": heic_floor, "tipline": tipline}, heic, max(5, runs // 2))
+    save(
+        "photos",
+        f"2. Photos: {width}x{height} through the pipeline (medians of {runs} interleaved runs; "
+        f"HEIC {max(5, runs // 2)})",
+        rows_for(jpeg, heic_runs),
+        settings={"size": args.size, "runs": runs, "max_edge": MAX_EDGE, "quality": QUALITY},
+        notes=notes,
+    )
 
 
 if __name__ == "__main__":
