@@ -92,14 +92,9 @@ def session(session_factory):
 @pytest.fixture
 def seeded(session_factory):
     """Categories and the small four-grid layer, committed."""
-    from app.grids.services import import_layer
-    from app.reports.categories import seed_categories
-    from tests.layers import small_layer
+    from tests.layers import seed_small
 
-    with session_factory() as s:
-        seed_categories(s)
-        import_layer(s, small_layer(), crs="wgs84", replace=False, source_name="small")
-        s.commit()
+    seed_small(session_factory)
     return session_factory
 
 

@@ -49,3 +49,14 @@ def centre_of(code: str) -> tuple[float, float]:
     n = int(code[1:]) - 1
     row, col = divmod(n, 2)
     return SOUTH + (row + 0.5) * STEP, WEST + (col + 0.5) * STEP
+
+
+def seed_small(session_factory) -> None:
+    """Commit the categories and the small layer: what routing a tip needs, and no more."""
+    from app.db import unit_of_work
+    from app.grids.services import import_layer
+    from app.reports.categories import seed_categories
+
+    with unit_of_work(session_factory) as s:
+        seed_categories(s)
+        import_layer(s, small_layer(), crs="wgs84", replace=False, source_name="small")

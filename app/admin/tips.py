@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import redirect, render_template, request, url_for
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
@@ -107,7 +109,14 @@ def _refused(ref: str, exc: DomainError):
     return _render(ref, error=exc, status=exc.status)
 
 
-def _after_post(ref: str, done: str):
+def _post(ref: str, done: str, call: Callable[[], object]):
+    """Run a form's service call: a refusal shows the page again, success redirects to it."""
+    try:
+        call()
+    except NotFound:
+        raise
+    except DomainError as exc:
+        return _refused(ref, exc)
     return redirect(url_for("admin.tip", ref=ref, done=done), code=303)
 
 
@@ -123,13 +132,7 @@ def tip(ref: str):
 def tip_action(ref: str):
     """Apply one workflow action (acknowledge, assign, start, resolve, reject, duplicate...)."""
     form = load_form(ActionForm())
-    try:
-        act_on_tip(db(), current_viewer(), ref, **form)
-    except NotFound:
-        raise
-    except DomainError as exc:
-        return _refused(ref, exc)
-    return _after_post(ref, form["action"])
+    return _post(ref, form["action"], lambda: act_on_tip(db(), current_viewer(), ref, **form))
 
 
 @bp.route("/tips/<ref>/merge", methods=["POST"])
@@ -139,13 +142,7 @@ def tip_merge(ref: str):
     form = load_form(OtherTipForm())
     if not form.get("other"):
         return _refused(ref, InvalidAction("which tip?", fields={"other": ["required"]}))
-    try:
-        merge_into_tip(db(), current_viewer(), ref, form["other"])
-    except NotFound:
-        raise
-    except DomainError as exc:
-        return _refused(ref, exc)
-    return _after_post(ref, "merge")
+    return _post(ref, "merge", lambda: merge_into_tip(db(), current_viewer(), ref, form["other"]))
 
 
 @bp.route("/tips/<ref>/split", methods=["POST"])
@@ -153,13 +150,9 @@ def tip_merge(ref: str):
 def tip_split(ref: str):
     """Split this tip, or a candidate, out of the incident it was joined to."""
     form = load_form(OtherTipForm())
-    try:
-        split_off_tip(db(), current_viewer(), form.get("other") or ref)
-    except NotFound:
-        raise
-    except DomainError as exc:
-        return _refused(ref, exc)
-    return _after_post(ref, "split")
+    return _post(
+        ref, "split", lambda: split_off_tip(db(), current_viewer(), form.get("other") or ref)
+    )
 
 
 @bp.route("/tips/<ref>/notes", methods=["POST"])
@@ -167,13 +160,7 @@ def tip_split(ref: str):
 def tip_note(ref: str):
     """Add an internal note (never shown to the reporter)."""
     form = load_form(NoteForm())
-    try:
-        note_on_tip(db(), current_viewer(), ref, form["text"])
-    except NotFound:
-        raise
-    except DomainError as exc:
-        return _refused(ref, exc)
-    return _after_post(ref, "note")
+    return _post(ref, "note", lambda: note_on_tip(db(), current_viewer(), ref, form["text"]))
 
 
 @bp.route("/tips/<ref>/messages", methods=["POST"])
@@ -181,12 +168,10 @@ def tip_note(ref: str):
 def tip_message(ref: str):
     """Send a message to the reporter through their channel."""
     form = load_form(MessageForm())
-    try:
-        message_tip_reporter(
+    return _post(
+        ref,
+        "message",
+        lambda: message_tip_reporter(
             db(), current_viewer(), ref, form.get("text"), template_code=form.get("template")
-        )
-    except NotFound:
-        raise
-    except DomainError as exc:
-        return _refused(ref, exc)
-    return _after_post(ref, "message")
+        ),
+    )

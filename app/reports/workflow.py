@@ -172,6 +172,28 @@ def _tip(session: Session, tip_id: int, *, lock: bool = False) -> Tip:
     return tip
 
 
+def _tell(
+    session: Session,
+    tip: Tip,
+    recipient_kind: str,
+    recipient_id: int,
+    template: str,
+    *,
+    dedupe_key: str | None = None,
+    **params,
+) -> None:
+    """Queue a message about a tip: its reference, and only the params the caller names."""
+    queue_message(
+        session,
+        recipient_kind=recipient_kind,
+        recipient_id=recipient_id,
+        template=template,
+        params={"ref": tip.ref, **params},
+        tip_id=tip.id,
+        dedupe_key=dedupe_key,
+    )
+
+
 def _text(value: str | None, field: str, limit: int) -> str:
     """Return the text unchanged (stored exactly), refusing empty or overlong text."""
     if value is None or not value.strip():
@@ -321,26 +343,12 @@ def apply_action(
         before, after = reporter_status(from_status), reporter_status(to_status)
         if before != after:
             # Only the reference and the coarse status: no notes, names or outcomes.
-            queue_message(
-                session,
-                recipient_kind="reporter",
-                recipient_id=tip.reporter_id,
-                template="reporter_status",
-                params={"ref": tip.ref, "status": after},
-                tip_id=tip.id,
-            )
+            _tell(session, tip, "reporter", tip.reporter_id, "reporter_status", status=after)
     if to_status != from_status:  # partners hear of status changes of their requests
         closes = to_status in CLOSED and from_status not in CLOSED
         queue_tip_event(session, tip.id, "request.closed" if closes else "request.updated", now=now)
     if action == "assign" and assignee_id != actor_id:
-        queue_message(
-            session,
-            recipient_kind="staff",
-            recipient_id=assignee_id,
-            template="staff_assigned",
-            params={"ref": tip.ref, "priority": tip.priority},
-            tip_id=tip.id,
-        )
+        _tell(session, tip, "staff", assignee_id, "staff_assigned", priority=tip.priority)
     session.flush()
     return tip
 
@@ -401,14 +409,14 @@ def message_reporter(
     )
     session.add(event)
     session.flush()
-    queue_message(
+    _tell(
         session,
-        recipient_kind="reporter",
-        recipient_id=tip.reporter_id,
-        template="message_to_reporter",
-        params={"ref": tip.ref, "text": text},
-        tip_id=tip.id,
+        tip,
+        "reporter",
+        tip.reporter_id,
+        "message_to_reporter",
         dedupe_key=f"msg:{event.id}",
+        text=text,
     )
     return event
 
@@ -437,13 +445,12 @@ def record_reporter_reply(
     session.add(event)
     session.flush()
     if tip.assignee_id is not None:
-        queue_message(
+        _tell(
             session,
-            recipient_kind="staff",
-            recipient_id=tip.assignee_id,
-            template="staff_reporter_reply",
-            params={"ref": tip.ref},
-            tip_id=tip.id,
+            tip,
+            "staff",
+            tip.assignee_id,
+            "staff_reporter_reply",
             dedupe_key=f"reply:{event.id}",
         )
     return event

@@ -27,7 +27,7 @@ def redis_url():
 
 
 def hold(lock: JobLock, factory):
-    """Start a holder whose job waits inside the lock; return (entered, release, thread, out)."""
+    """Start a holder whose job waits inside the lock; return (release, thread, out)."""
     entered, release, out = threading.Event(), threading.Event(), []
 
     def job(session):
@@ -52,36 +52,30 @@ def second_runner(name: str, url: str, redis: str | None) -> str | None:
         engine.dispose()
 
 
-@pytest.mark.postgres
-def test_postgres_advisory_lock_lets_one_tick_run(pg_schema_url):
+def assert_one_tick_at_a_time(url: str, redis: str | None) -> None:
+    """A second runner is skipped while the first holds the lock, and runs once it is done."""
     name = f"job-{uuid.uuid4().hex[:8]}"
-    engine = make_engine(pg_schema_url)
+    engine = make_engine(url)
     try:
         factory = make_session_factory(engine)
-        release, thread, out = hold(JobLock(name), factory)
-        assert second_runner(name, pg_schema_url, None) is None  # skipped while held
+        release, thread, out = hold(JobLock(name, redis_url=redis), factory)
+        assert second_runner(name, url, redis) is None  # skipped while held
         release.set()
         thread.join(30)
         assert out == ["first"]
-        # The lock ended with the holder's transaction.
-        assert second_runner(name, pg_schema_url, None) == "second"
+        # The lock ended with the holder's transaction (or its Redis key).
+        assert second_runner(name, url, redis) == "second"
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_advisory_lock_lets_one_tick_run(pg_schema_url):
+    assert_one_tick_at_a_time(pg_schema_url, None)
 
 
 def test_redis_lock_lets_one_tick_run(redis_url, db_url):
-    name = f"job-{uuid.uuid4().hex[:8]}"
-    engine = make_engine(db_url)
-    try:
-        factory = make_session_factory(engine)
-        release, thread, out = hold(JobLock(name, redis_url=redis_url), factory)
-        assert second_runner(name, db_url, redis_url) is None
-        release.set()
-        thread.join(30)
-        assert out == ["first"]
-        assert second_runner(name, db_url, redis_url) == "second"
-    finally:
-        engine.dispose()
+    assert_one_tick_at_a_time(db_url, redis_url)
 
 
 def test_redis_lock_expires_when_its_holder_dies(redis_url):

@@ -79,16 +79,12 @@ def test_read_modify_write_loses_no_update(sqlite_url):
 def test_parallel_submissions_all_land(sqlite_url, tmp_path):
     import app.models  # noqa: F401
     from app.db import Base
-    from app.grids.services import import_layer
-    from app.reports.categories import seed_categories
     from app.reports.models import Tip
-    from tests.layers import small_layer
+    from tests.layers import seed_small
 
     engine = make_engine(sqlite_url)
     Base.metadata.create_all(engine)
-    with unit_of_work(make_session_factory(engine)) as s:
-        seed_categories(s)
-        import_layer(s, small_layer(), crs="wgs84", replace=False, source_name="small")
+    seed_small(make_session_factory(engine))
     with mp.get_context("spawn").Pool(PROCESSES) as pool:
         errors = pool.starmap(_submit, [(sqlite_url, str(tmp_path / "m"), 10)] * PROCESSES)
     assert errors == [None] * PROCESSES

@@ -569,6 +569,25 @@ def post_tip(
     return status, _json(data), head
 
 
+def staff_token(system_env: SystemEnv, name: str, role: str = "admin") -> str:
+    """A new staff user's API token (the CLI shows it once, so its output is not logged)."""
+    system_env.run_cli("users", "create", name, "--role", role)
+    return system_env.run_cli("users", "token", name, secret=True).stdout.strip()
+
+
+def reporter_token(system_env: SystemEnv, base_url: str, role: str = "volunteer") -> str:
+    """A new reporter's device token: an invite from the CLI, redeemed over the API."""
+    invite = system_env.run_cli("invites", "create", "--role", role, secret=True).stdout.split()[0]
+    status, body, _ = request(
+        "POST",
+        base_url.rstrip("/") + "/api/v1/reporters",
+        body=json.dumps({"invite": invite}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 201, body
+    return json.loads(body)["token"]
+
+
 RETRYABLE = (OSError, http.client.HTTPException)
 
 

@@ -92,12 +92,18 @@ def _wait_recorded(system_env, stuck: int) -> None:
     wait_for(lambda: _stuck_claims(system_env) <= stuck, 10, "the send was never recorded")
 
 
-def test_killed_mid_report_continues_the_draft(system_env, fake_telegram, bot):
+def _welcomed(system_env, fake_telegram, bot: BotProcess) -> tuple[FakeUser, int]:
+    """Start the bot and have a new user /start it; also the stuck claims from before."""
     stuck = _stuck_claims(system_env)
     bot.start()
     user = FakeUser(fake_telegram)
     user.command("start")
     user.wait_reply(WELCOME)
+    return user, stuck
+
+
+def test_killed_mid_report_continues_the_draft(system_env, fake_telegram, bot):
+    user, stuck = _welcomed(system_env, fake_telegram, bot)
     _wait_recorded(system_env, stuck)
     text = canaries.tip_fields()["description"]
     system_env.arm_fault("update_applied")
@@ -117,11 +123,7 @@ def test_killed_mid_report_continues_the_draft(system_env, fake_telegram, bot):
 
 
 def test_graceful_stop_right_after_a_send_does_not_resend(system_env, fake_telegram, bot):
-    stuck = _stuck_claims(system_env)
-    bot.start()
-    user = FakeUser(fake_telegram)
-    user.command("start")
-    user.wait_reply(WELCOME)
+    user, stuck = _welcomed(system_env, fake_telegram, bot)
     assert bot.stop() == 0  # at once: the send's outcome may not be written yet
     assert _stuck_claims(system_env) == stuck
 

@@ -32,7 +32,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from tests.system import tally
-from tests.system.harness import noise_jpeg, post_tip, request
+from tests.system.harness import noise_jpeg, post_tip, reporter_token, request, staff_token
 
 EXAMPLES = 50  # per operation and mode: 10 operations × 2 modes × 50 ≈ 20 s here
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
@@ -41,17 +41,8 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
 @pytest.fixture(scope="module")
 def api(system_env, web_server):
     """Tokens for a staff admin and a reporter, and real tips and photos to aim at."""
-    system_env.run_cli("users", "create", "fuzz-admin", "--role", "admin")
-    staff = system_env.run_cli("users", "token", "fuzz-admin").stdout.strip()
-    invite = system_env.run_cli("invites", "create", "--role", "volunteer").stdout.split()[0]
-    status, body, _ = request(
-        "POST",
-        web_server.url("/api/v1/reporters"),
-        body=json.dumps({"invite": invite}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    assert status == 201, body
-    reporter = json.loads(body)["token"]
+    staff = staff_token(system_env, "fuzz-admin")
+    reporter = reporter_token(system_env, web_server.url())
     refs = []
     for n in range(2):
         status, tip, _ = post_tip(

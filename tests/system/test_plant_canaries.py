@@ -15,7 +15,7 @@ import urllib.parse
 import uuid
 
 from tests.system import canaries, tally
-from tests.system.harness import get, noise_jpeg, post_tip, request
+from tests.system.harness import get, noise_jpeg, post_tip, reporter_token, request
 
 CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
 
@@ -98,17 +98,7 @@ def test_webhook_secrets(system_env, web_server):
 
 
 def test_reporter_token_and_anonymous_receipt(system_env, web_server):
-    code = system_env.run_cli(
-        "invites", "create", "--role", "volunteer", secret=True
-    ).stdout.split()[0]
-    status, data, _ = request(
-        "POST",
-        web_server.url("/api/v1/reporters"),
-        body=json.dumps({"invite": code}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    assert status == 201
-    token = json.loads(data)["token"]
+    token = reporter_token(system_env, web_server.url())
     canaries.plant("reporter token", token)
     assert get(web_server.url("/api/v1/me"), headers={"Authorization": f"Bearer {token}"})[0] == 200
 

@@ -422,15 +422,11 @@ class IntakeMachine(RuleBasedStateMachine):
 def test_submit_retry_crash_restart_keeps_exactly_once(pg_schema_url, tmp_path):
     """On PostgreSQL (the production database), in-process so hundreds of steps take seconds."""
     import app.models  # noqa: F401
-    from app.grids.services import import_layer
-    from app.reports.categories import seed_categories
-    from tests.layers import small_layer
+    from tests.layers import seed_small
 
     engine = make_engine(pg_schema_url)
     Base.metadata.create_all(engine)
-    with unit_of_work(make_session_factory(engine)) as s:
-        seed_categories(s)
-        import_layer(s, small_layer(), crs="wgs84", replace=False, source_name="small")
+    seed_small(make_session_factory(engine))
     engine.dispose()
     os.makedirs(tmp_path / "media", exist_ok=True)
     IntakeMachine.url, IntakeMachine.root = pg_schema_url, tmp_path

@@ -17,7 +17,15 @@ import pytest
 from sqlalchemy import text
 
 from tests.system import tally
-from tests.system.harness import get, noise_jpeg, post_tip, record_totals, request
+from tests.system.harness import (
+    get,
+    noise_jpeg,
+    post_tip,
+    record_totals,
+    reporter_token,
+    request,
+    staff_token,
+)
 
 LEDGER = "SELECT reporter_id, sum(points), count(*) FROM point_entries GROUP BY reporter_id"
 MISMATCHES = """
@@ -40,17 +48,8 @@ def _counts(output: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def staff(system_env, web_server):
     """Headers of a staff admin, and a reporter token (a volunteer who can earn points)."""
-    system_env.run_cli("users", "create", "retention-admin", "--role", "admin")
-    token = system_env.run_cli("users", "token", "retention-admin").stdout.strip()
-    invite = system_env.run_cli("invites", "create", "--role", "volunteer").stdout.split()[0]
-    status, body, _ = request(
-        "POST",
-        web_server.url("/api/v1/reporters"),
-        body=json.dumps({"invite": invite}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    assert status == 201, body
-    return {"Authorization": f"Bearer {token}"}, json.loads(body)["token"]
+    token = staff_token(system_env, "retention-admin")
+    return {"Authorization": f"Bearer {token}"}, reporter_token(system_env, web_server.url())
 
 
 def _act(web_server, headers: dict, ref: str, **body) -> None:
