@@ -14,8 +14,9 @@ later run with the same count and schema reuses it (seconds instead of a minute)
 
 Then, as a city supervisor and as a town supervisor, it times:
 
-  service  app.staff.queue.queue_page(session, viewer, limit=50): the ORM query
-           with its joins (category, grid, reporter, assignee), rows turned into
+  service  app.staff.queue.queue_page(session, viewer, limit=50): the Core select
+           of the queue's columns with the grid, reporter and assignee names as
+           scalar subqueries (categories from a cached lookup), rows turned into
            QueueRow objects and the next-page cursor, on a session already in a
            transaction (as in a request);
   bare     the same WHERE (open, in scope), ORDER BY and LIMIT on the tips table
