@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -25,34 +26,106 @@ from bench.databases import temporary_schema
 from bench.report import PG_URL, compare, median, save
 from bench.servers import free_port, prepare, start_gunicorn, stop
 
+# Realistic traffic (issue 8): 360 drivers and volunteers spread over the 30 × 20 km demo
+# city, eleven categories with their rough share of real tips, and about one tip in twenty
+# a genuine duplicate (same category, within ~50 m of one of the last 50 tips). Seeded, so
+# every run sends the same tips; the wrk script draws from the same distribution.
+SOUTH, NORTH, WEST, EAST = 40.55, 40.75, 122.35, 122.65
+CATEGORIES = [
+    ("theft", 30, "电动车电瓶被盗 battery stolen"),
+    ("suspicious", 15, "可疑人员在小区徘徊 someone trying car doors"),
+    ("traffic", 14, "路口信号灯故障 traffic light out"),
+    ("dispute", 10, "商户与顾客争吵 shouting match at a shop"),
+    ("public_facility", 8, "井盖缺失 manhole cover missing"),
+    ("fraud", 6, "冒充客服电话诈骗 fake support call"),
+    ("fire_hazard", 5, "楼道堆放杂物 corridor blocked with boxes"),
+    ("robbery_violence", 4, "路边有人打架 fight by the road"),
+    ("drugs_gambling", 3, "棋牌室疑似赌博 gambling in a card room"),
+    ("missing_person", 2, "老人走失 elderly man lost"),
+    ("other", 3, "其他情况 something else"),
+]
+DUPLICATE_SHARE = 0.05
+DUPLICATE_LOOKBACK = 50
+DUPLICATE_JITTER = 0.0004  # degrees, ~45 m north-south
+
 
 def tip_body(n: int) -> dict:
-    """The n-th distinct tip: its own text and place in the demo city (as the wrk script)."""
+    """The n-th tip of the seeded stream: its own text, category and place in the demo city."""
+    rng = random.Random(n)
+    if n > DUPLICATE_LOOKBACK and rng.random() < DUPLICATE_SHARE:
+        earlier = tip_body(n - rng.randint(1, DUPLICATE_LOOKBACK))
+        category, lat, lon = earlier["category"], earlier["latitude"], earlier["longitude"]
+        lat += rng.uniform(-DUPLICATE_JITTER, DUPLICATE_JITTER)
+        lon += rng.uniform(-DUPLICATE_JITTER, DUPLICATE_JITTER)
+        text = next(t for c, _, t in CATEGORIES if c == category)
+    else:
+        category, _, text = rng.choices(CATEGORIES, weights=[w for _, w, _ in CATEGORIES])[0]
+        lat, lon = rng.uniform(SOUTH, NORTH), rng.uniform(WEST, EAST)
     return {
-        **BODY,
-        "description": f"{BODY['description']} #{n}",
-        "latitude": 40.56 + (n % 181) * 0.001,
-        "longitude": 122.36 + (n % 283) * 0.001,
+        "category": category,
+        "description": f"{text} #{n}",
+        "latitude": round(lat, 6),
+        "longitude": round(lon, 6),
+        "accuracy_m": rng.choice([5, 8, 12, 20, 35]),
     }
 
 
-BODY = {
-    "category": "theft",
-    "description": "电动车电瓶被盗 battery stolen",
-    "latitude": 40.6406,
-    "longitude": 122.5052,
-    "accuracy_m": 12,
-}
-# Each request is a different tip (text and place across the demo city): a benchmark of
-# one tip sent again and again would measure the duplicate detector, not intake.
+def _wrk_script() -> str:
+    """The wrk request generator: the same distribution as tip_body, seeded per wrk thread."""
+    cats = ", ".join(f'{{"{c}", {w}, "{t}"}}' for c, w, t in CATEGORIES)
+    return (
+        WRK_SCRIPT.replace("@CATS@", cats)
+        .replace("@BOX@", f"{SOUTH}, {NORTH}, {WEST}, {EAST}")
+        .replace("@DUP@", f"{DUPLICATE_SHARE}, {DUPLICATE_LOOKBACK}, {DUPLICATE_JITTER}")
+    )
+
+
+# Each request is a different tip: a benchmark of one tip sent again and again would
+# measure the duplicate detector, not intake.
 WRK_SCRIPT = """
-local n = 0
+local cats = {@CATS@}
+local south, north, west, east = @BOX@
+local dup_share, lookback, jitter = @DUP@
+local total = 0
+for _, c in ipairs(cats) do total = total + c[2] end
+local counter = 0
+setup = function(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+end
+local n, recent = 0, {}
+init = function(args)
+  math.randomseed(7919 * tid)
+  n = tid * 10000000
+end
+local function pick()
+  local r = math.random() * total
+  for _, c in ipairs(cats) do
+    r = r - c[2]
+    if r <= 0 then return c end
+  end
+  return cats[#cats]
+end
+local accuracies = {5, 8, 12, 20, 35}
 request = function()
   n = n + 1
+  local cat, lat, lon
+  if #recent >= lookback and math.random() < dup_share then
+    local e = recent[math.random(#recent)]
+    cat = e[1]
+    lat = e[2] + (math.random() * 2 - 1) * jitter
+    lon = e[3] + (math.random() * 2 - 1) * jitter
+  else
+    cat = pick()
+    lat = south + math.random() * (north - south)
+    lon = west + math.random() * (east - west)
+  end
+  table.insert(recent, {cat, lat, lon})
+  if #recent > lookback then table.remove(recent, 1) end
   local body = string.format(
-    '{"category": "theft", "description": "电动车电瓶被盗 battery stolen #%d", '
-    .. '"latitude": %.5f, "longitude": %.5f, "accuracy_m": 12}',
-    n, 40.56 + (n % 181) * 0.001, 122.36 + (n % 283) * 0.001)
+    '{"category": "%s", "description": "%s #%d", '
+    .. '"latitude": %.6f, "longitude": %.6f, "accuracy_m": %d}',
+    cat[1], cat[3], n, lat, lon, accuracies[math.random(#accuracies)])
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 """
@@ -165,7 +238,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-"))
     try:
         script = tmp / "post.lua"
-        script.write_text(WRK_SCRIPT)
+        script.write_text(_wrk_script())
         for db in args.db:
             res = measure(db, args, tmp, script, use_wrk)
             runs = {
