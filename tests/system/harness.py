@@ -399,6 +399,10 @@ class WebServer(_Process):
             "-",
             "--graceful-timeout",
             "5",
+            # No planned recycling: tests compare worker PIDs to prove none died, and a
+            # burst of a few thousand requests would otherwise hit max_requests (2000).
+            "--max-requests",
+            "0",
             "--control-socket",  # gunicorn's default is one path per user, shared
             str(self.system_env.root / f"gunicorn-{self.port}.ctl"),
             "--pythonpath",

@@ -163,7 +163,12 @@ def test_postgres_restarted_twice_during_a_burst(system_env):
             for t in threads:
                 t.join(90)
         assert len(set(started)) == 3, "PostgreSQL was not restarted twice"
-        assert web.worker_pids() == pids, "a worker died"
+        arbiter = [
+            line
+            for line in web.output().splitlines()
+            if any(w in line for w in ("worker", "Worker", "WORKER", "Traceback", "rror"))
+        ]
+        assert web.worker_pids() == pids, "a worker died:\n" + "\n".join(arbiter[-40:])
         # The same key after the restarts still answers with the original tip.
         key, fields, body = burst.acknowledged[0]
         status, replay, head = post_tip(web.url(), fields=fields, key=key)
