@@ -25,11 +25,12 @@ nearest, then the latest, first), for the admin's duplicate-candidates list. Sup
 correct the automatic joins with `merge_tips` and `split_tip`.
 
 Cost: the spatial check reads the category's tips of the last 30 min from
-ix_tips_dup_window and filters them by a bounding box (one row read per tip of that
-category in the window: nothing in normal traffic); the text check is one lookup on
-ix_tips_text_hash; the photo check compares against every photo of the window in Python
-(only for tips with photos, whose decoding costs far more). On PostgreSQL two tips of one
-new incident committed at the same instant may each start an incident: merge fixes it.
+ix_tips_dup_window, which covers the position and incident too, and filters them by a
+bounding box (one index entry per tip of that category in the window); the text check
+is one lookup on ix_tips_text_hash; the photo check compares against every photo of the
+window in Python (only for tips with photos, whose decoding costs far more). On
+PostgreSQL two tips of one new incident committed at the same instant may each start an
+incident: merge fixes it.
 """
 
 from __future__ import annotations

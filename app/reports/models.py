@@ -73,7 +73,17 @@ class Tip(Base):
         Index("ix_tips_grid_received", "grid_id", "received_at"),
         Index("ix_tips_grid_path", "grid_path"),
         Index("ix_tips_next_escalation", "next_escalation_at"),
-        Index("ix_tips_dup_window", "category_id", "received_at"),
+        # Covering for the duplicate window (app/reports/duplicates.py): the place check
+        # reads the index alone instead of fetching each tip of the window for its position.
+        Index(
+            "ix_tips_dup_window",
+            "category_id",
+            "received_at",
+            "latitude",
+            "longitude",
+            "incident_id",
+            "id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
