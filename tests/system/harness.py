@@ -664,7 +664,13 @@ def record_totals(env: SystemEnv) -> None:
     counts = env.counts()
     tally.put("tips present", counts["tips"])
     tally.put("photo rows", counts["photos"])
+    # Rows share files (content-addressed: the same bytes are stored once), so the
+    # counts differ; what must hold is that every referenced key has its file.
+    env.sweep()
     tally.put("photo files", len(env.media_files()))
+    orphans, missing = env.files_and_rows_agree()
+    tally.put("media files without a row (after sweep)", len(orphans))
+    tally.put("media keys without a file", len(missing))
     tally.put(
         "messages queued",
         env.scalar("SELECT count(*) FROM outbox WHERE recipient_kind IN ('reporter', 'staff')"),
