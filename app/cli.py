@@ -25,6 +25,12 @@ class Context:
 
         return make_engine(self.settings.database_url)
 
+    @cached_property
+    def sessions(self):
+        from app.db import make_session_factory
+
+        return make_session_factory(self.engine)
+
     def close(self) -> None:
         """Release pooled connections when the command ends."""
         if "engine" in self.__dict__:
@@ -32,9 +38,9 @@ class Context:
 
     def unit_of_work(self):
         """Open one transaction for a command."""
-        from app.db import make_session_factory, unit_of_work
+        from app.db import unit_of_work
 
-        return unit_of_work(make_session_factory(self.engine))
+        return unit_of_work(self.sessions)
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
@@ -319,17 +325,15 @@ def partners_revoke(ctx: Context, name: str) -> None:
 @pass_ctx
 def partners_list(ctx: Context) -> None:
     """List partners: name, key prefix, organisation, grids, state, last use."""
-    from app.partners.keys import list_partners
-    from app.people.models import Organisation
+    from app.partners.administration import partner_overview
 
     with ctx.unit_of_work() as session:
-        for p in list_partners(session):
-            state = "revoked" if p.revoked_at else "active"
-            last = p.last_used_at.isoformat() if p.last_used_at else "-"
-            grids = ",".join(p.grid_paths or []) or "*"
-            org = session.get(Organisation, p.organisation_id) if p.organisation_id else None
-            org = org.name if org else "-"
-            click.echo(f"{p.name}\t{p.key_prefix}…\t{org}\t{grids}\t{state}\t{last}")
+        for p in partner_overview(session):
+            state = "revoked" if p["revoked_at"] else "active"
+            last = p["last_used_at"].isoformat() if p["last_used_at"] else "-"
+            grids = ",".join(p["grid_paths"]) or "*"
+            org = p["organisation"] or "-"
+            click.echo(f"{p['name']}\t{p['key_prefix']}…\t{org}\t{grids}\t{state}\t{last}")
 
 
 # --- webhooks (partner subscriptions) -------------------------------------------------------
@@ -380,11 +384,10 @@ def webhooks_list(ctx: Context) -> None:
 @pass_ctx
 def webhooks_run(ctx: Context, every: float | None) -> None:
     """Deliver due webhooks once (or every N seconds until interrupted)."""
-    from app.db import make_session_factory
     from app.partners.delivery import run_deliveries
 
     try:
-        total = run_deliveries(make_session_factory(ctx.engine), ctx.settings, every=every)
+        total = run_deliveries(ctx.sessions, ctx.settings, every=every)
     except KeyboardInterrupt:
         return
     click.echo(" ".join(f"{kind}={n}" for kind, n in sorted(total.items())) or "nothing due")
@@ -432,7 +435,6 @@ def retention_run(ctx: Context, dry_run: bool, now_text: str | None) -> None:
     """Delete closed tips (with photos and messages), drafts and inbox rows past retention."""
     import datetime as dt
 
-    from app.db import make_session_factory
     from app.reports.retention import run_retention
     from app.reports.storage import make_media_store
 
@@ -444,7 +446,7 @@ def retention_run(ctx: Context, dry_run: bool, now_text: str | None) -> None:
             _fail(f"--now {now_text!r} is not an ISO 8601 time")
         now = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
     report = run_retention(
-        make_session_factory(ctx.engine),
+        ctx.sessions,
         make_media_store(ctx.settings),
         ctx.settings,
         now=now,
@@ -509,15 +511,14 @@ def clock_run(ctx: Context, every: float) -> None:
     """Escalate tips not acknowledged in time (the bot process also runs this every 15 s)."""
     import time
 
-    from app.db import make_session_factory, utcnow
+    from app.db import utcnow
     from app.locks import clock_lock
     from app.reports.clock import run_clock
 
     # Several runners may be started for availability; one ticks at a time.
     lock = clock_lock(ctx.settings.redis_url, every)
-    factory = make_session_factory(ctx.engine)
     while True:
-        escalated = lock.run(factory, lambda session: run_clock(session, now=utcnow()))
+        escalated = lock.run(ctx.sessions, lambda session: run_clock(session, now=utcnow()))
         if escalated is None:
             click.echo("another runner is ticking the clock; skipped")
         else:

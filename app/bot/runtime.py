@@ -4,7 +4,8 @@
     POST /telegram/webhook ──▶ bot_inbox (commit) ──▶ 200               (webhook mode)
     bot_inbox ──claim (lease)──▶ per-chat queue ──▶ plan │ fetch files │ apply + done (one commit)
     outbox ──claim (lease)──▶ pacer ──▶ sendMessage ──▶ sent │ retry │ failed
-    timers: album settling, draft expiry, the response clock, orphan sweep, inbox pruning
+    timers: album settling, draft expiry, the response clock, partner webhooks, and
+            retention (old tips, the orphan sweep, inbox pruning)
 
 Exactly one bot process per token: a PostgreSQL advisory lock, or on SQLite an
 flock() on a file beside the database, held for the life of the process. A
@@ -52,7 +53,6 @@ from app.reports.storage import make_media_store
 log = logging.getLogger("tipline.bot")
 LEASE_SECONDS = 120
 MAX_QUEUED = 200
-INBOX_KEEP = dt.timedelta(days=2)  # Telegram keeps an unconfirmed update for 24 hours
 
 
 class AlreadyRunning(RuntimeError):
@@ -179,10 +179,7 @@ class BotRuntime:
                 self._every(s.bot_clock_seconds, self._run_clock),
                 self._every(s.bot_sweep_seconds, self._sweep, first=60),
                 self._every(30, lambda: alive() or self._lost_lock()),
-                self._every(3600, lambda: run_retention(self.sessions, self.store, s), first=300),
-                self._every(
-                    5, lambda: deliver_due(self.sessions, s, read_sessions=self.read_sessions)
-                ),
+                self._every(5, self._deliver_webhooks),
             ]
             if not self.webhook_mode:
                 tasks.append(asyncio.create_task(self._poll(), name="poller"))
@@ -486,12 +483,12 @@ class BotRuntime:
             self._kick_sender()
 
     def _sweep(self) -> None:
-        from app.reports.sweeper import sweep_orphans
+        """Retention, which ends with the orphan sweep and prunes handled inbox rows."""
+        run_retention(self.sessions, self.store, self.settings)
 
-        with unit_of_work(self.sessions) as session:
-            sweep_orphans(session, self.store, grace_seconds=self.settings.orphan_grace_seconds)
-        with unit_of_work(self.sessions) as session:
-            inbox.prune_inbox(session, older_than=utcnow() - INBOX_KEEP)
+    def _deliver_webhooks(self) -> None:
+        """Send one batch of due partner webhooks."""
+        deliver_due(self.sessions, self.settings, read_sessions=self.read_sessions)
 
     def _kick_sender(self) -> None:
         """Wake the sender from a job thread."""

@@ -121,7 +121,7 @@ def reporter_for_request(
                 "reporter_id": reporter_id,
                 "channel": CHANNEL,
                 "external_hash": digest,
-                "external_address": f"{kind}:{value}"[:64],
+                "external_address": f"{kind}:{value}",  # ≤ 265 characters: MAX_LENGTH
             },
         )
         if won is None and created is not None and (kind, value) in lookup:

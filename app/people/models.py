@@ -58,7 +58,8 @@ class ReporterIdentity(Base):
     channel: Mapped[str] = mapped_column(String(20))
     # Keyed hash for lookup; the raw address is kept only because replies must reach it.
     external_hash: Mapped[str] = mapped_column(String(64))
-    external_address: Mapped[str] = mapped_column(String(64))
+    # A chat id, or an Open311 "kind:value" (an email is up to 254 characters).
+    external_address: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
 
 from app.bot import conversation, inbox
 from app.bot.models import Draft, InboxUpdate
-from app.bot.runtime import AlreadyRunning
+from app.bot.runtime import AlreadyRunning, BotRuntime
 from app.bot.updates import sanitise_update
-from app.db import unit_of_work
+from app.db import unit_of_work, utcnow
 from app.people.models import Reporter
+from app.reports.storage import make_media_store
 from tests.bot.conftest import RunningBot
 from tests.fake_telegram import FakeUser
 
@@ -229,3 +233,17 @@ def test_webhook_mode_drains_the_inbox(webhook_app, tg, bot_settings, engine, in
     finally:
         running.stop()
     assert tg.calls_of("getUpdates") == [] and tg.calls_of("deleteWebhook") == []
+
+
+def test_hourly_job_sweeps_orphans_and_prunes_the_inbox(bot_settings, engine, session_factory):
+    """The bot's one hourly job is retention: the orphan sweep and inbox pruning with it."""
+    store = make_media_store(bot_settings)
+    orphan = store.put(b"\xff\xd8 a photo whose tip never committed \xff\xd9")
+    old = time.time() - bot_settings.orphan_grace_seconds - 60
+    os.utime(store.path(orphan), (old, old))
+    long_ago = utcnow() - dt.timedelta(days=3)
+    with unit_of_work(session_factory) as s:
+        s.add(InboxUpdate(update_id=1, payload={}, status="done", processed_at=long_ago))
+    BotRuntime(bot_settings, engine=engine)._sweep()
+    assert not store.exists(orphan)
+    assert count(session_factory, InboxUpdate) == 0

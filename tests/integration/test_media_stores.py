@@ -132,6 +132,22 @@ def test_sweeper_removes_orphans_in_either_store(media, monkeypatch):
     assert media.exists(keep) and not media.exists(orphan)
 
 
+def test_sweeper_counts_missing_files_from_its_listing(media, monkeypatch, caplog):
+    keep = media.put(PHOTO)
+    gone = key_for(b"a row whose file is not in the store")
+    monkeypatch.setattr(sweeper, "referenced_keys", lambda session: {keep, gone})
+
+    def no_probe(key):  # one request per stored file on S3: the listing already says
+        raise AssertionError("exists() called by the sweeper")
+
+    monkeypatch.setattr(media, "exists", no_probe)
+    with caplog.at_level("ERROR", logger="tipline.sweeper"):
+        assert sweeper.sweep_orphans(None, media, grace_seconds=0) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 photo file(s) referenced by rows are missing from the store"
+    ]
+
+
 # --- S3 only ----------------------------------------------------------------------------
 
 

@@ -186,6 +186,16 @@ def test_post_spec_example_in_json_makes_a_routed_triaged_open311_tip(client, ke
         assert kinds == ["account_id", "device_id", "email", "name", "phone"]
 
 
+def test_a_long_email_is_kept_whole_for_the_audited_reveal(client, key, seeded):
+    email = "a" * 240 + "@example.org"  # 252 characters: within RFC 5321's 254
+    assert post(client, key, spec_post(email=email)).status_code == 201
+    with seeded() as s:
+        kept = s.scalars(
+            select(ReporterIdentity.external_address).where(ReporterIdentity.channel == "open311")
+        ).all()
+    assert f"email:{email}" in kept
+
+
 def test_post_spec_example_in_xml(client, key):
     resp = post(client, key, spec_post(), fmt="xml")
     assert resp.status_code == 201

@@ -54,6 +54,7 @@ def test_create_prints_a_working_key_and_revoke_makes_it_403(run, cli_app, sessi
     listed = run("partners", "list")
     assert listed.exit_code == 0
     assert "Alarm Co\t" in listed.output and "active" in listed.output and key not in listed.output
+    assert "\tAlarm Co Ltd\tC/T1\tactive\t" in listed.output  # organisation and grids named
     assert run("partners", "create", "Alarm Co").exit_code == 2  # the name is taken
     revoked = run("partners", "revoke", "Alarm Co")
     assert revoked.exit_code == 0 and "revoked" in revoked.output
