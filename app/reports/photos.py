@@ -12,6 +12,7 @@ import hashlib
 import math
 import struct
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,6 +201,10 @@ def fit_size(size: tuple[int, int], edge: int) -> tuple[int, int]:
 
 
 # --- open and decode -------------------------------------------------------
+
+# Pillow only warns (on stderr, once per process) about images between its warning and
+# error thresholds; both lie above our own pixel limit, so make it the refusal it is.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

@@ -675,4 +675,14 @@ def record_totals(env: SystemEnv) -> None:
         "messages queued",
         env.scalar("SELECT count(*) FROM outbox WHERE recipient_kind IN ('reporter', 'staff')"),
     )
-    tally.put("outbox rows sent", env.scalar("SELECT count(*) FROM outbox WHERE status = 'sent'"))
+    # Queued is not all sendable: staff without a linked chat fail at once, and rows queued
+    # while no bot ran stay pending. Each is counted, so none is unaccounted for.
+    for status in ("sent", "failed", "pending"):
+        tally.put(
+            f"outbox rows {status}",
+            env.scalar(
+                "SELECT count(*) FROM outbox WHERE status = :s "
+                "AND recipient_kind IN ('reporter', 'staff')",
+                s=status,
+            ),
+        )
