@@ -139,21 +139,20 @@ def test_scopes_are_assigned_by_admins_with_an_audit_trail(staff):
         assert actions == ["assign_scope", "unassign_scope"]
 
 
+def _upload(client, token, layer, name, **fields):
+    """POST a layer file to the grids page; a field (or token) given as None is left out."""
+    data = {"csrf_token": token, "crs": "wgs84", "replace": "1", **fields}
+    data = {key: value for key, value in data.items() if value is not None}
+    data["file"] = (io.BytesIO(json.dumps(layer).encode()), name)
+    return client.post("/admin/grids/upload", data=data, content_type="multipart/form-data")
+
+
 def test_grids_page_upload_shows_problems_and_replaces(staff, client):
     token = sign_in(client, "admin")
     assert client.get("/admin/grids").status_code == 200
     broken = renamed_layer()
     broken["features"][4]["properties"]["parent"] = "MISSING"
-    bad = client.post(
-        "/admin/grids/upload",
-        data={
-            "csrf_token": token,
-            "crs": "wgs84",
-            "replace": "1",
-            "file": (io.BytesIO(json.dumps(broken).encode()), "broken.geojson"),
-        },
-        content_type="multipart/form-data",
-    )
+    bad = _upload(client, token, broken, "broken.geojson")
     assert bad.status_code == 422 and "MISSING" in bad.text
     not_json = client.post(
         "/admin/grids/upload",
@@ -161,36 +160,11 @@ def test_grids_page_upload_shows_problems_and_replaces(staff, client):
         content_type="multipart/form-data",
     )
     assert not_json.status_code == 422
-    exists = client.post(
-        "/admin/grids/upload",
-        data={
-            "csrf_token": token,
-            "crs": "wgs84",
-            "file": (io.BytesIO(json.dumps(renamed_layer()).encode()), "new.geojson"),
-        },
-        content_type="multipart/form-data",
-    )
+    exists = _upload(client, token, renamed_layer(), "new.geojson", replace=None)
     assert exists.status_code == 409  # an active layer and no "replace"
-    no_csrf = client.post(
-        "/admin/grids/upload",
-        data={
-            "crs": "wgs84",
-            "replace": "1",
-            "file": (io.BytesIO(json.dumps(renamed_layer()).encode()), "new.geojson"),
-        },
-        content_type="multipart/form-data",
-    )
+    no_csrf = _upload(client, None, renamed_layer(), "new.geojson")
     assert no_csrf.status_code == 403
-    done = client.post(
-        "/admin/grids/upload",
-        data={
-            "csrf_token": token,
-            "crs": "wgs84",
-            "replace": "1",
-            "file": (io.BytesIO(json.dumps(renamed_layer()).encode()), "new.geojson"),
-        },
-        content_type="multipart/form-data",
-    )
+    done = _upload(client, token, renamed_layer(), "new.geojson")
     assert done.status_code == 200 and "new.geojson" in done.text
 
 
@@ -214,16 +188,7 @@ def test_a_new_layer_reaches_another_worker_without_a_restart(staff, settings, a
         stale = dict(grid_services._active_layer._entries)  # what the other worker holds
 
         token = sign_in(client, "admin")
-        done = client.post(
-            "/admin/grids/upload",
-            data={
-                "csrf_token": token,
-                "crs": "wgs84",
-                "replace": "1",
-                "file": (io.BytesIO(json.dumps(renamed_layer()).encode()), "v2.geojson"),
-            },
-            content_type="multipart/form-data",
-        )
+        done = _upload(client, token, renamed_layer(), "v2.geojson")
         assert done.status_code == 200
         with app.extensions["tipline"].sessions() as s:
             assert route_point(s, lat, lon).code == "N1"  # the uploading worker: at once

@@ -8,12 +8,18 @@ import pytest
 from sqlalchemy import event, select, update
 
 from app.db import utcnow
-from app.people.models import ReporterIdentity, StaffUser
+from app.people.models import StaffUser
 from app.people.services import create_reporter
 from app.reports.models import PRIORITIES, Tip
 from app.staff.queue import BadCursor, QueueFilters, queue_page
 from app.staff.scope import viewer_for
-from tests.integration.test_admin_support import make_staff, make_tip, sign_in, tip_row
+from tests.integration.test_admin_support import (
+    link_telegram,
+    make_staff,
+    make_tip,
+    sign_in,
+    tip_row,
+)
 
 T0 = utcnow().replace(microsecond=0) - dt.timedelta(minutes=30)
 
@@ -184,14 +190,7 @@ def test_staff_see_pseudonyms_never_channel_identities(app, client, seeded, sett
     make_staff(seeded, "town", "supervisor", ["T1"])
     with seeded() as s:
         reporter = create_reporter(s, "taxi_driver")
-        s.add(
-            ReporterIdentity(
-                reporter_id=reporter.id,
-                channel="telegram",
-                external_hash="h" * 64,
-                external_address="987654321",
-            )
-        )
+        link_telegram(s, reporter.id, "987654321")
         s.commit()
         pseudonym, reporter_id = reporter.pseudonym, reporter.id
     ref = make_tip(seeded, settings, reporter_id=reporter_id)

@@ -8,7 +8,7 @@ import re
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from app.people.models import StaffScope, StaffUser
+from app.people.models import ReporterIdentity, StaffScope, StaffUser
 from app.people.services import issue_staff_token
 from app.reports.models import Tip
 from app.reports.services import Upload, submit_tip
@@ -46,6 +46,18 @@ def make_staff(
         s.add(user)
         s.commit()
         return user.id
+
+
+def link_telegram(session, reporter_id: int, chat: str) -> None:
+    """Give a reporter a Telegram identity, as the bot would: staff must never see it."""
+    session.add(
+        ReporterIdentity(
+            reporter_id=reporter_id,
+            channel="telegram",
+            external_hash=chat.rjust(64, "h")[-64:],
+            external_address=chat,
+        )
+    )
 
 
 def staff_token(factory, username: str) -> str:

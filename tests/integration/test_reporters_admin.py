@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from app.errors import DomainError, NotFound
-from app.people.models import AuditEntry, Reporter, ReporterIdentity
+from app.people.models import AuditEntry, Reporter
 from app.people.services import create_reporter, find_or_create_organisation
 from app.staff.reporters_admin import (
     change_reporter_status,
@@ -15,6 +15,7 @@ from app.staff.reporters_admin import (
     reveal_identity,
 )
 from tests.extras import PASSWORD, add_staff, add_tip, csrf_of, sign_in
+from tests.integration.test_admin_support import link_telegram
 from tests.layers import centre_of
 
 TELEGRAM_CHAT = "987654321"
@@ -35,14 +36,7 @@ def world(seeded, settings):
         a = create_reporter(s, "taxi_driver", org.id)
         b = create_reporter(s, "volunteer")
         c = create_reporter(s, "citizen")
-        s.add(
-            ReporterIdentity(
-                reporter_id=a.id,
-                channel="telegram",
-                external_hash="h" * 64,
-                external_address=TELEGRAM_CHAT,
-            )
-        )
+        link_telegram(s, a.id, TELEGRAM_CHAT)
         add_tip(s, settings, at=centre_of("G1"), reporter_id=a.id)
         confirmed = add_tip(s, settings, at=centre_of("G2"), reporter_id=a.id)
         confirmed.outcome, confirmed.status, confirmed.is_open = "confirmed", "resolved", False

@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from app.people.models import ReporterIdentity, StaffToken, StaffUser
+from app.people.models import StaffToken, StaffUser
 from app.people.services import create_reporter
 from app.reports.models import Photo
 from app.staff.sessions import set_staff_active
-from tests.integration.test_admin_support import make_staff, make_tip, staff_token, tip_row
+from tests.integration.test_admin_support import (
+    link_telegram,
+    make_staff,
+    make_tip,
+    staff_token,
+    tip_row,
+)
 
 
 @pytest.fixture
@@ -20,14 +26,7 @@ def api(app, seeded, settings):
     make_staff(seeded, "g2", "grid_worker", ["G2"])
     with seeded() as s:
         reporter = create_reporter(s, "taxi_driver")
-        s.add(
-            ReporterIdentity(
-                reporter_id=reporter.id,
-                channel="telegram",
-                external_hash="e" * 64,
-                external_address="555123456",
-            )
-        )
+        link_telegram(s, reporter.id, "555123456")
         s.commit()
         pseudonym, reporter_id = reporter.pseudonym, reporter.id
     return {
