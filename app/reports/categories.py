@@ -20,6 +20,17 @@ _active = Refreshed(
     }
 )
 
+# The names of every category (inactive ones too: old tips keep theirs), for lists that
+# name many tips at once (the queue) without a join per page.
+_names = Refreshed(
+    lambda conn: {
+        row.id: (row.code, row.name_zh, row.name_en)
+        for row in conn.execute(
+            select(_table.c.id, _table.c.code, _table.c.name_zh, _table.c.name_en)
+        )
+    }
+)
+
 # code, Chinese, English, severity (4 urgent .. 1 low), minutes to acknowledge, to resolve
 DEFAULT_CATEGORIES = (
     ("robbery_violence", "抢劫/暴力", "Robbery or violence", 4, 3, 120),
@@ -56,6 +67,7 @@ def seed_categories(session: Session) -> int:
             added += 1
     session.flush()
     _active.clear()
+    _names.clear()
     return added
 
 
@@ -71,3 +83,12 @@ def list_categories(session: Session) -> list[Category]:
 def active_category(source: Connection | Session, code: str) -> Row | None:
     """Return (id, code, severity) of an active category, from the per-process cache."""
     return _active.get(source).get(code)
+
+
+def category_names(source: Connection | Session, ids: set[int]) -> dict[int, tuple[str, str, str]]:
+    """Return {id: (code, Chinese, English)} covering `ids`, reloading once for a new one."""
+    names = _names.get(source)
+    if not ids <= names.keys():  # a category another process added since the cache was filled
+        _names.clear()
+        names = _names.get(source)
+    return names

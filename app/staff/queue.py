@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.errors import DomainError
 from app.grids.models import Grid
 from app.people.models import Reporter, StaffUser
-from app.refcache import Refreshed
+from app.reports.categories import category_names
 from app.reports.models import PRIORITIES, STAFF_STATUSES, Category, Tip
 from app.staff.scope import Viewer, path_prefix_condition, viewer_for, visible_condition
 
@@ -160,22 +160,6 @@ _QUEUE_SELECT = select(
     _name_of(StaffUser.__table__.c.username, _tips.c.assignee_id).label("assignee"),
 ).order_by(_tips.c.priority_rank, _tips.c.ack_due_at.asc().nulls_last(), _tips.c.id)
 
-_categories = Category.__table__
-# Eleven rows that only the seed command adds to: the queue names them from memory.
-_category_names = Refreshed(
-    lambda conn: {
-        row.id: (row.code, row.name_zh, row.name_en)
-        for row in conn.execute(
-            select(
-                _categories.c.id,
-                _categories.c.code,
-                _categories.c.name_zh,
-                _categories.c.name_en,
-            )
-        )
-    }
-)
-
 
 def _named(found: list[Row], names: dict) -> list[QueueRow]:
     rows = []
@@ -188,11 +172,7 @@ def _named(found: list[Row], names: dict) -> list[QueueRow]:
 def _rows(session: Session, query: Select) -> list[QueueRow]:
     """Run a queue statement (plain rows, no ORM objects); categories named from memory."""
     found = session.connection().execute(query).all()
-    try:
-        return _named(found, _category_names.get(session))
-    except KeyError:  # a category another process added since the cache was filled
-        _category_names.clear()
-        return _named(found, _category_names.get(session))
+    return _named(found, category_names(session, {r.category_id for r in found}))
 
 
 def _after(cursor: Cursor):
