@@ -74,8 +74,15 @@ def test_guided_report_with_photo_and_location(driver, tg, session_factory, bot)
     with session_factory() as s:
         assert s.scalar(select(Draft)) is None
     assert all("parse_mode" not in c.params for c in tg.calls_of("sendMessage"))
-    # The summary's buttons are gone once confirmed, replaced by a neutral receipt line.
-    summary = next(m for m in driver.replies() if m.edits and "请核对" in m.edits[0])
+    # The summary's buttons are gone once confirmed, replaced by a neutral receipt line. The
+    # receipt goes out through the outbox and the edit after the commit: either may come first.
+    summary = tg.wait_in_chat(
+        driver.chat_id,
+        lambda: next(
+            (m for m in driver.replies() if m.edits and "请核对" in m.edits[0] and "已提交" in m.text),
+            None,
+        ),
+    )
     assert summary.text == f"线索 {ref} 已提交。" and not summary.buttons()
     assert bot.logged_problems() == []
 
