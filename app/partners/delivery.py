@@ -6,17 +6,24 @@ HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the base64 part of the
 subscription's `whsec_` secret. The id and the body were frozen when the event was
 queued, so every try of one delivery carries the same `webhook-id`.
 
-Outcomes: 2xx → sent (never again); 410 → failed and the subscription disabled; any
-other 4xx but 408/429, and any redirect (never followed) → failed for good;
-408/429/5xx, timeouts and connection errors → retried with exponential backoff and
-jitter until `webhook_max_attempts`, then failed. Delivery is at least once: a
-worker that dies between the POST and recording it leaves the row leased, and when
-the lease runs out it is sent again with the same `webhook-id` — receivers must drop
-an id they have already handled. Several workers (the bot process, `tipline webhooks
-run`) may run at once: claims skip each other's locked rows and leases.
+Each try resolves the URL's host once, checks every address (app.partners.webhooks.
+pin_target) and connects only to those, keeping the name for the Host header, SNI and
+the certificate check (app.partners.pinned_http): no second look-up a rebinding DNS
+server could answer differently.
 
-Logs carry the outbox id and the outcome, never the URL (its path or query may hold
-a partner's token), the secret or the body.
+Outcomes: 2xx → sent (never again); 410 → failed and the subscription disabled; any
+other 4xx but 408/429, any redirect (never followed), and a URL that may never be
+used ("target_refused") → failed for good; 408/429/5xx, timeouts, connection errors,
+and a name that resolves to nothing ("target_unresolved") or to any non-public
+address ("target_private") → retried with exponential backoff and jitter until
+`webhook_max_attempts`, then failed. Delivery is at least once: a worker that dies
+between the POST and recording it leaves the row leased, and when the lease runs out
+it is sent again with the same `webhook-id` — receivers must drop an id they have
+already handled. Several workers (the bot process, `tipline webhooks run`) may run
+at once: claims skip each other's locked rows and leases.
+
+Logs carry the outbox id and the outcome, never the URL or its host (its path or query
+may hold a partner's token), the addresses, the secret or the body.
 """
 
 from __future__ import annotations
@@ -25,13 +32,13 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import math
 import random
+import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,7 +52,14 @@ from app.db import unit_of_work, utcnow
 from app.outbox.claims import any_due, claim_due
 from app.outbox.models import OutboxMessage
 from app.partners.models import Partner, WebhookAttempt, WebhookSubscription
-from app.partners.webhooks import SECRET_PREFIX, InvalidWebhook, check_target
+from app.partners.pinned_http import PinnedHTTPConnection, PinnedHTTPSConnection
+from app.partners.webhooks import (
+    SECRET_PREFIX,
+    InvalidWebhook,
+    Target,
+    TargetNotPinned,
+    pin_target,
+)
 
 log = logging.getLogger("tipline.partners.delivery")
 KINDS = ("webhook",)
@@ -206,16 +220,6 @@ def record_result(
 # --- the HTTP side ---------------------------------------------------------------------------
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Refuse to follow redirects: a 3xx could point the POST at an internal address."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
 def _retry_after(value: str | None) -> float | None:
     try:
         return min(max(float(value), 0.0), RETRY_CAP_SECONDS) if value else None
@@ -223,12 +227,50 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def post(delivery: Delivery, settings: Settings, *, timestamp: int) -> Result:
-    """POST one delivery, signed; never raises, whatever the network does."""
+# Why an attempt went nowhere, for the log (the row and the admin page keep the code).
+_NOT_SENT = {
+    "target_refused": "the URL is not one a webhook may be sent to",
+    "target_unresolved": "its host name resolves to no address",
+    "target_private": "its host name resolves to a non-public address",
+}
+
+
+def _connection(
+    target: Target, settings: Settings, tls_context: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
+    """A connection to the target's host that goes only to the addresses checked for it."""
+    timeout = settings.webhook_timeout_seconds
+    if target.scheme == "https":
+        return PinnedHTTPSConnection(
+            target.host, target.port, target.addresses, timeout=timeout, context=tls_context
+        )
+    return PinnedHTTPConnection(target.host, target.port, target.addresses, timeout=timeout)
+
+
+def post(
+    delivery: Delivery,
+    settings: Settings,
+    *,
+    timestamp: int,
+    tls_context: ssl.SSLContext | None = None,
+) -> Result:
+    """POST one delivery, signed, to the addresses checked for this try; never raises.
+
+    The host is resolved once here and every address checked (`pin_target`); the
+    connection then goes to one of those addresses, never to a second look-up's answer.
+    `tls_context` replaces the system trust store (tests with their own CA).
+    """
+    started = time.monotonic()
+
+    def took() -> int:
+        return int((time.monotonic() - started) * 1000)
+
     try:
-        check_target(delivery.url, settings)  # again: a name may resolve elsewhere now
-    except InvalidWebhook:
-        return Result(None, 0, "target_refused")
+        target = pin_target(delivery.url, settings)
+    except InvalidWebhook as exc:
+        reason = exc.reason if isinstance(exc, TargetNotPinned) else "target_refused"
+        log.warning("webhook row %d not sent: %s", delivery.outbox_id, _NOT_SENT[reason])
+        return Result(None, took(), reason)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Tipline-Webhooks/1",
@@ -236,29 +278,23 @@ def post(delivery: Delivery, settings: Settings, *, timestamp: int) -> Result:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(delivery.secret, delivery.webhook_id, timestamp, delivery.body),
     }
-    # The scheme is http(s): check_target above refuses any other.
-    request = urllib.request.Request(delivery.url, data=delivery.body, headers=headers)  # noqa: S310
-    started = time.monotonic()
-
-    def took() -> int:
-        return int((time.monotonic() - started) * 1000)
-
+    conn = _connection(target, settings, tls_context)
     try:
-        with _OPENER.open(request, timeout=settings.webhook_timeout_seconds) as response:
+        # http.client follows no redirects: a 3xx is an answer, never a second request.
+        conn.request("POST", target.path, body=delivery.body, headers=headers)
+        with conn.getresponse() as response:
             response.read(64 * 1024)  # let the receiver finish; its body is not kept
-            return Result(response.status, took())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            retry_after = _retry_after(exc.headers.get("Retry-After"))
-            return Result(exc.code, took(), f"http_{exc.code}", retry_after)
+            if 200 <= response.status < 300:
+                return Result(response.status, took())
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            return Result(response.status, took(), f"http_{response.status}", retry_after)
     except TimeoutError:
         return Result(None, took(), "timeout")
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            return Result(None, took(), "timeout")
-        return Result(None, took(), f"connection_error:{type(exc.reason).__name__}")
-    except (OSError, ValueError) as exc:  # reset mid-response, malformed status line …
+    # Refused, reset, bad certificate, malformed status line …: whatever the network does.
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         return Result(None, took(), f"connection_error:{type(exc).__name__}")
+    finally:
+        conn.close()
 
 
 def host_of(url: str) -> str:

@@ -7,9 +7,12 @@ the same id and body, so a receiver that saw it once can drop the repeat.
 
 Target addresses (SSRF): only http/https URLs without credentials are taken; outside
 tests a URL whose host is, or resolves to, a loopback, private, link-local, reserved or
-multicast address is refused when it is added and again before each delivery (a name
-may change what it resolves to), unless `settings.webhook_allow_private` is set (a
-receiver on the operator's own network). Redirects are never followed.
+multicast address is refused when it is added, unless `settings.webhook_allow_private`
+is set (a receiver on the operator's own network). Each delivery attempt resolves the
+name once more (a name may change what it resolves to), checks every address it got,
+and connects only to those (`pin_target`): a second look-up at connect time would let a
+hostile DNS server answer a public address to the check and an internal one to the
+connection (DNS rebinding). Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import ipaddress
 import secrets
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,11 +74,25 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+# IPv6 ranges that lead to an IPv4 address (checked as that address) or nowhere public.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: last 32 bits are IPv4
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # a site's own translator
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated; some kernels tunnel it to IPv4
+
+
 def _public(address: str) -> bool:
     """Whether an IP address is one the internet routes (not ours, not special)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _V4_COMPATIBLE or ip in _NAT64_LOCAL:
+            return False
+        if ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        else:
+            ip = ip.ipv4_mapped or ip.sixtofour or ip
     return ip.is_global and not ip.is_multicast
 
 
@@ -84,13 +101,35 @@ def allows_private(settings: Settings) -> bool:
     return settings.testing or settings.webhook_allow_private
 
 
-def check_target(url: str, settings: Settings, *, resolve: bool = True) -> None:
-    """Refuse a URL a webhook may not be sent to (raise InvalidWebhook with the reason)."""
+class TargetNotPinned(InvalidWebhook):
+    """This attempt's look-up gave no address it may connect to (a name's answer may change)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason, fields={"url": ["must resolve to public addresses only"]})
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt goes: the URL's host (Host header, SNI, certificate) and its addresses.
+
+    `addresses` are (family, sockaddr) pairs in the resolver's order, every one checked.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[tuple[int, tuple], ...]
+
+
+def _parse(url: str) -> tuple[SplitResult, str, int | None]:
+    """Return the parts of a URL a webhook may be sent to (raise InvalidWebhook if none)."""
     if not isinstance(url, str) or not url or len(url) > URL_MAX:
         raise InvalidWebhook("bad url", fields={"url": [f"an http(s) URL of at most {URL_MAX}"]})
     try:
         parts = urlsplit(url)
-        host, _port = parts.hostname, parts.port
+        host, port = parts.hostname, parts.port
     except ValueError as exc:
         raise InvalidWebhook("bad url", fields={"url": ["not a valid URL"]}) from exc
     if parts.scheme not in ("http", "https") or not host:
@@ -99,25 +138,77 @@ def check_target(url: str, settings: Settings, *, resolve: bool = True) -> None:
         raise InvalidWebhook("bad url", fields={"url": ["must not carry a user or password"]})
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise InvalidWebhook("bad url", fields={"url": ["must not contain spaces"]})
-    if allows_private(settings):
-        return
+    return parts, host, port
+
+
+def _literal(host: str) -> bool:
+    """Whether the host is an IP address rather than a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_private_host(host: str) -> None:
+    """Refuse a host that is private by its spelling alone (localhost, a private IP literal)."""
     if host == "localhost" or host.endswith(".localhost"):
         raise InvalidWebhook("private target", fields={"url": ["must be a public address"]})
-    try:
-        addresses = [str(ipaddress.ip_address(host))]
-    except ValueError:
-        addresses = _resolve(host) if resolve else []
-    if any(not _public(a) for a in addresses):
+    if _literal(host) and not _public(host):
         raise InvalidWebhook("private target", fields={"url": ["must be a public address"]})
 
 
-def _resolve(host: str) -> list[str]:
-    """Return the addresses a name resolves to now (none if it does not resolve)."""
+def check_target(url: str, settings: Settings, *, resolve: bool = True) -> None:
+    """Refuse a URL a webhook may not be sent to (raise InvalidWebhook with the reason)."""
+    _parts, host, port = _parse(url)
+    if allows_private(settings):
+        return
+    _refuse_private_host(host)
+    # A name that does not resolve yet is taken: its deliveries retry until it does.
+    addresses = _resolve(host, port) if resolve and not _literal(host) else []
+    if any(not _public(sockaddr[0]) for _family, sockaddr in addresses):
+        raise InvalidWebhook("private target", fields={"url": ["must be a public address"]})
+
+
+def pin_target(url: str, settings: Settings) -> Target:
+    """Resolve a URL's host once, check every address, and return them for the connection.
+
+    Raises InvalidWebhook when the URL itself can never be used, and TargetNotPinned
+    (reason "target_unresolved" or "target_private") when this look-up gave nothing
+    usable: a name's answer may change, so that attempt is retried like any other.
+    """
+    parts, host, port = _parse(url)
+    private_ok = allows_private(settings)
+    if not private_ok:
+        _refuse_private_host(host)
+    port = port or (443 if parts.scheme == "https" else 80)
+    addresses = _resolve(host, port)
+    if not addresses:
+        raise TargetNotPinned("target_unresolved")
+    if not private_ok and any(not _public(sockaddr[0]) for _family, sockaddr in addresses):
+        raise TargetNotPinned("target_private")  # one bad answer spoils the set
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(parts.scheme, host, port, path, tuple(addresses))
+
+
+def _resolve(host: str, port: int | None) -> list[tuple[int, tuple]]:
+    """Return the (family, sockaddr) pairs a host resolves to now, in order (none on failure).
+
+    The one place webhooks look a name up: the check and the connection share its answer.
+    """
+    flags = socket.AI_NUMERICHOST if _literal(host) else 0  # an IP literal needs no DNS
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
     except (OSError, UnicodeError):
         return []
-    return [info[4][0] for info in infos]
+    out: list[tuple[int, tuple]] = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        pair = (family, tuple(sockaddr))
+        if family in (socket.AF_INET, socket.AF_INET6) and pair not in out:
+            out.append(pair)
+    return out
 
 
 # --- subscriptions ---------------------------------------------------------------------------
