@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings
 from app.db import make_engine, make_session_factory, read_only
+from app.db_errors import database_unavailable, unavailable_response
 from app.db_ids import DatabaseIdConverter
 from app.faults import fault_point
 from app.ratelimit import make_limiter
@@ -115,18 +114,16 @@ def _commit_session(response):
         else:
             session.rollback()
     except Exception as exc:
-        session.rollback()
-        if isinstance(exc, OperationalError | PoolTimeout) or getattr(
-            exc, "connection_invalidated", False
-        ):
-            # The database went away (a restart, a failover): a passing condition with its
-            # own 503, not a bug to trace (tests/system/test_db_restart.py).
+        if database_unavailable(exc):
+            # A passing condition with its own 503, not a bug to trace (app/db_errors.py).
             log.warning("commit failed, database unavailable: %s", type(exc).__name__)
         else:
             log.exception("commit failed")
-        from app.api.errors import unavailable_response
-
-        return unavailable_response()
+        # Nothing was stored, so nothing is acknowledged. Rendered before the rollback
+        # expires the objects an error page shows (the admin's signed-in user).
+        response = unavailable_response()
+        session.rollback()
+        return response
     finally:
         session.close()
     return response

@@ -6,10 +6,11 @@ import errno
 import logging
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from app.db_errors import database_unavailable, unavailable_response
 from app.errors import DomainError
 from app.reports.storage import StorageFull
 
@@ -42,15 +43,8 @@ def error_response(
     return resp
 
 
-def unavailable_response():
-    """503 with Retry-After: the client should send the same request again shortly."""
-    return error_response(
-        503, "unavailable", "temporarily unavailable, please retry", retry_after=2
-    )
-
-
 def register_error_handlers(app: Flask) -> None:
-    """Map domain errors, HTTP errors and database outages to JSON."""
+    """Map domain errors, HTTP errors and database outages to JSON, where no blueprint does."""
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
@@ -68,12 +62,6 @@ def register_error_handlers(app: Flask) -> None:
             return error_response(exc.code, code, "some fields are not valid", errors)
         return error_response(exc.code or 500, code, exc.description or code)
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(PoolTimeout)
-    def database_down(exc):
-        log.warning("database unavailable: %s", type(exc).__name__)
-        return unavailable_response()
-
     @app.errorhandler(DataError)
     def value_refused(exc: DataError):
         # A value the database cannot hold (NUL in text, a number beyond the column):
@@ -82,9 +70,10 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(400, "invalid_value", "a value in this request cannot be stored")
 
     @app.errorhandler(DBAPIError)
-    def database_error(exc: DBAPIError):
-        if exc.connection_invalidated:
-            log.warning("database connection lost")
+    @app.errorhandler(PoolTimeout)
+    def database_error(exc: DBAPIError | PoolTimeout):
+        if database_unavailable(exc):
+            log.warning("database unavailable: %s", type(exc).__name__)
             return unavailable_response()
         log.error("database error: %s", type(exc.orig).__name__)
         return error_response(500, "internal_error", "internal error")

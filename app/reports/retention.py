@@ -5,7 +5,11 @@ What goes, once `Settings.retention_days` have passed:
 - closed tips (`is_open` false) whose last change (`updated_at`, `resolved_at`) is
   older than the period, together with their photos and voice notes (rows, then
   files), events, links, idempotency records, Open311 request rows, outbox rows and
-  the webhook attempts of those rows; incidents no remaining tip belongs to;
+  the webhook attempts of those rows; incidents no remaining tip belongs to. An incident
+  that keeps some of its tips is left coherent: when its first tip goes, the earliest
+  remaining tip becomes first (and lends it its position, so the deleted tip's place is
+  not kept either), as `_tidy_incident` does after a split. Incidents hold no counters:
+  their size is always counted from the tips;
 - sent and failed outbox rows older than the period, whatever they were about;
 - drafts abandoned a day past their expiry (the bot expires them sooner, with a
   notice; this is the backstop when it was not running). Drafts hold Telegram file
@@ -28,10 +32,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.bot.inbox import prune_inbox
@@ -55,6 +59,7 @@ HANDLED_INBOX_KEEP = dt.timedelta(days=2)  # as the bot's own pruning: past Tele
 TIP_CHILDREN = (TipEvent, Photo, Audio, IdempotencyRecord, PartnerRequest, OutboxMessage)
 
 _tips = Tip.__table__
+_incidents = Incident.__table__
 _outbox = OutboxMessage.__table__
 
 
@@ -70,6 +75,7 @@ class RetentionReport:
     drafts: int = 0
     inbox: int = 0
     idempotency: int = 0
+    incidents: int = 0
     files: int = 0
     batches: int = 0
 
@@ -136,13 +142,50 @@ def delete_tips(session: Session, tip_ids: Sequence[int]) -> RetentionReport:
     )
     session.execute(delete(_tips).where(_tips.c.id.in_(ids)))
     if incident_ids:
-        session.execute(
-            delete(Incident).where(
-                Incident.id.in_(incident_ids),
-                ~exists().where(_tips.c.incident_id == Incident.id),
-            )
-        )
+        report.incidents += tidy_incidents(session, incident_ids)
     return report
+
+
+def tidy_incidents(session: Session, incident_ids: Collection[int]) -> int:
+    """After tips left these incidents: delete the empty ones, re-point the rest; return deleted.
+
+    An incident whose first tip is no longer among its tips names its earliest remaining
+    one (by `received_at`, then id, as intake and `_tidy_incident` order them) and takes
+    that tip's position. Incidents whose first tip stays are not touched.
+    """
+    ids = list(incident_ids)
+    deleted = _rowcount(
+        session,
+        delete(_incidents).where(
+            _incidents.c.id.in_(ids), ~exists().where(_tips.c.incident_id == _incidents.c.id)
+        ),
+    )
+    first_is_member = exists().where(
+        _tips.c.id == _incidents.c.first_tip_id, _tips.c.incident_id == _incidents.c.id
+    )
+    member = _tips.alias("member")
+    earliest = (
+        select(member.c.id)
+        .where(member.c.incident_id == _incidents.c.id)
+        .order_by(member.c.received_at, member.c.id)
+        .limit(1)
+        .correlate(_incidents)
+        .scalar_subquery()
+    )
+
+    def of_earliest(column):
+        return select(column).where(_tips.c.id == earliest).scalar_subquery()
+
+    session.execute(
+        update(_incidents)
+        .where(_incidents.c.id.in_(ids), ~first_is_member)
+        .values(
+            first_tip_id=earliest,
+            latitude=of_earliest(_tips.c.latitude),
+            longitude=of_earliest(_tips.c.longitude),
+        )
+    )
+    return deleted
 
 
 def _add(total: RetentionReport, part: RetentionReport) -> None:
@@ -176,6 +219,7 @@ def count_retention(session: Session, settings: Settings, *, now: dt.datetime) -
     """Say what a run at `now` would delete (the dry run); changes nothing."""
     cutoff = retention_cutoff(settings, now)
     tip_ids = select(_tips.c.id).where(_expired_tips(cutoff))
+    in_incident = _tips.c.incident_id == _incidents.c.id
     report = RetentionReport(
         tips=_count(session, _tips, _expired_tips(cutoff)),
         photos=_count(session, Photo.__table__, Photo.tip_id.in_(tip_ids)),
@@ -200,6 +244,15 @@ def count_retention(session: Session, settings: Settings, *, now: dt.datetime) -
             or_(
                 IdempotencyRecord.tip_id.in_(tip_ids),
                 and_(IdempotencyRecord.tip_id.is_(None), IdempotencyRecord.created_at < cutoff),
+            ),
+        ),
+        # Incidents every tip of which expires (the others are only re-pointed).
+        incidents=_count(
+            session,
+            _incidents,
+            and_(
+                exists().where(in_incident, _expired_tips(cutoff)),
+                ~exists().where(in_incident, not_(_expired_tips(cutoff))),
             ),
         ),
     )

@@ -13,10 +13,12 @@ from sqlalchemy import func, select, update
 from app.bot.models import Draft, InboxUpdate
 from app.cli import Context, cli
 from app.db import Base, make_engine, make_session_factory, unit_of_work, utcnow
+from app.grids.index import METRES_PER_DEGREE
 from app.outbox.models import OutboxMessage
 from app.outbox.services import queue_message
 from app.partners.models import PartnerRequest, WebhookAttempt
 from app.people.services import create_reporter, create_staff_user
+from app.reports.duplicates import duplicate_candidates
 from app.reports.models import (
     Audio,
     IdempotencyRecord,
@@ -38,6 +40,8 @@ from tests.images import phone_jpeg
 from tests.layers import centre_of
 
 DAY = dt.timedelta(days=1)
+# Counts the dry run must predict exactly.
+COUNTED = ("tips", "photos", "audio", "events", "drafts", "inbox", "idempotency", "incidents")
 
 
 def _fields(grid: str = "G1", description: str = "电动车电瓶被盗") -> dict:
@@ -272,9 +276,9 @@ def test_dry_run_counts_and_changes_nothing(settings, seeded, world):
     with factory() as s:
         assert _count(s, Tip) == 4
     assert (counted.tips, counted.photos, counted.audio, counted.drafts) == (1, 2, 1, 1)
-    assert counted.inbox == 2
+    assert (counted.inbox, counted.incidents) == (2, 1)
     done = run_retention(factory, world.store, settings, now=now)
-    for name in ("tips", "photos", "audio", "events", "drafts", "inbox", "idempotency"):
+    for name in COUNTED:
         assert getattr(done, name) == getattr(counted, name), name
     assert done.outbox == counted.outbox
 
@@ -335,3 +339,139 @@ def test_command_line_runs_at_a_given_time(db_url, tmp_path):
     assert "drafts=0" in again.output
     bad = runner.invoke(cli, ["retention", "run", "--now", "yesterday"], obj=Context(), env=env)
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
+
+
+# --- incidents stay coherent --------------------------------------------------------------------
+
+
+@pytest.fixture
+def incident_of_three(settings, seeded):
+    """Three tips 20 m and a minute apart that intake joined into one incident, first to last."""
+    store = LocalMediaStore(settings.media_dir)
+    lat, lon = centre_of("G1")
+    t0 = utcnow()
+    with unit_of_work(seeded) as s:
+        boss = create_staff_user(s, "boss", "admin").id
+        reporter = create_reporter(s, "taxi_driver").id
+    ids = []
+    for n in range(3):
+        with unit_of_work(seeded) as s:
+            fields = {
+                "category": "theft",
+                "description": f"电动车被盗 第{n}条",
+                "latitude": lat + n * 20 / METRES_PER_DEGREE,
+                "longitude": lon,
+            }
+            result = submit_tip(
+                s, settings, store, fields=fields, uploads=[], channel="api",
+                reporter_id=reporter, now=t0 + n * dt.timedelta(minutes=1),
+            )  # fmt: skip
+            ids.append(s.scalar(select(Tip.id).where(Tip.ref == result.ref)))
+    with seeded() as s:
+        incident_ids = set(s.scalars(select(Tip.incident_id).where(Tip.id.in_(ids))))
+        assert len(incident_ids) == 1 and None not in incident_ids
+        incident = s.get(Incident, incident_ids.pop())
+        assert incident.first_tip_id == ids[0]
+
+    def close(tip_id: int, outcome: str) -> None:
+        with unit_of_work(seeded) as s:
+            if outcome == "confirmed":
+                apply_action(s, tip_id, actor_id=boss, action="acknowledge")
+                apply_action(s, tip_id, actor_id=boss, action="resolve", outcome=outcome)
+            else:
+                apply_action(s, tip_id, actor_id=boss, action="reject", outcome=outcome)
+
+    return SimpleNamespace(
+        store=store, ids=ids, incident=incident.id, close=close, later=t0 + 731 * DAY
+    )
+
+
+def _assert_incidents_coherent(session) -> None:
+    """Each incident has tips, names one of them first, the earliest, and sits where it is."""
+    for incident in session.scalars(select(Incident)):
+        tips = session.scalars(
+            select(Tip).where(Tip.incident_id == incident.id).order_by(Tip.received_at, Tip.id)
+        ).all()
+        assert tips, f"incident {incident.id} has no tips"
+        first = tips[0]
+        assert incident.first_tip_id == first.id
+        assert (incident.latitude, incident.longitude) == (first.latitude, first.longitude)
+    kept = set(session.scalars(select(Tip.id)))
+    for tip_id, other in session.execute(select(TipLink.tip_id, TipLink.other_tip_id)):
+        assert {tip_id, other} <= kept
+
+
+def test_an_incident_whose_first_two_tips_go_names_the_third_first(
+    settings, seeded, incident_of_three
+):
+    world = incident_of_three
+    first, second, third = world.ids
+    world.close(first, "confirmed")  # the first reporter's award is in the ledger
+    world.close(second, "unfounded")
+    with seeded() as s:
+        ledger_before = _ledger(s)
+        rules = set(s.scalars(select(PointEntry.rule_code).where(PointEntry.tip_id == first)))
+        assert "first_reporter" in rules
+    counted = run_retention(seeded, world.store, settings, now=world.later, dry_run=True)
+    assert (counted.tips, counted.incidents) == (2, 0)
+
+    with seeded() as s:
+        # One tip a batch: the incident is coherent after each commit, not only at the end.
+        report = apply_retention(s, world.store, settings, now=world.later, batch_size=1)
+
+    assert (report.tips, report.batches, report.incidents) == (2, 2, 0)
+    with seeded() as s:
+        assert set(s.scalars(select(Tip.id))) == {third}
+        incident = s.get(Incident, world.incident)
+        kept = s.get(Tip, third)
+        assert kept.incident_id == incident.id and incident.first_tip_id == third
+        assert (incident.latitude, incident.longitude) == (kept.latitude, kept.longitude)
+        _assert_incidents_coherent(s)
+        assert duplicate_candidates(s, third) == []
+        assert _ledger(s) == ledger_before
+        assert balance_mismatches(s) == []
+
+
+def test_an_incident_whose_tips_all_go_goes_too(settings, seeded, incident_of_three):
+    world = incident_of_three
+    for tip_id, outcome in zip(world.ids, ("confirmed", "unfounded", "unfounded"), strict=True):
+        world.close(tip_id, outcome)
+    with seeded() as s:
+        ledger_before = _ledger(s)
+    counted = run_retention(seeded, world.store, settings, now=world.later, dry_run=True)
+    assert (counted.tips, counted.incidents) == (3, 1)
+
+    report = run_retention(seeded, world.store, settings, now=world.later)
+
+    assert (report.tips, report.incidents) == (3, 1)
+    with seeded() as s:
+        assert _count(s, Tip) == 0 and _count(s, Incident) == 0 and _count(s, TipLink) == 0
+        assert _ledger(s) == ledger_before
+        assert balance_mismatches(s) == []
+
+
+def test_an_incident_that_keeps_its_first_tip_is_left_as_it_was(
+    settings, seeded, incident_of_three
+):
+    world = incident_of_three
+    first, second, third = world.ids
+    world.close(second, "unfounded")
+    world.close(third, "unfounded")
+    with seeded() as s:
+        before = s.execute(
+            select(Incident.first_tip_id, Incident.latitude, Incident.longitude).where(
+                Incident.id == world.incident
+            )
+        ).one()
+
+    report = run_retention(seeded, world.store, settings, now=world.later)
+
+    assert (report.tips, report.incidents) == (2, 0)
+    with seeded() as s:
+        after = s.execute(
+            select(Incident.first_tip_id, Incident.latitude, Incident.longitude).where(
+                Incident.id == world.incident
+            )
+        ).one()
+        assert after == before and after.first_tip_id == first
+        _assert_incidents_coherent(s)
