@@ -6,8 +6,9 @@ import datetime as dt
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, make_url
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -82,6 +83,53 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
 def read_only(engine: Engine) -> Engine:
     """Return the engine with deferred SQLite transactions, for requests that only read."""
     return engine.execution_options(sqlite_begin="DEFERRED")
+
+
+def has_writer_lock(engine: Engine) -> bool:
+    """True for a SQLite file: its write transactions queue for one lock (app/db_sqlite.py)."""
+    return engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """Where the reads before a write go, and whether that is apart from the write's snapshot."""
+
+    conn: Connection
+    apart: bool
+
+
+@contextmanager
+def reads_before_write(session: Session) -> Iterator[Reads]:
+    """Give the reads that precede a session's first write a connection that takes no lock.
+
+    The write session of a SQLite file begins with BEGIN IMMEDIATE: reading through it
+    would hold the one writer lock every worker queues for while the request reads,
+    decodes and routes. Those reads get a deferred snapshot of their own instead
+    (`apart`: a write committed after it is not seen). Elsewhere (PostgreSQL, an
+    in-memory database, a session already in its transaction) they use the session's.
+    """
+    engine = session.get_bind()
+    if session.in_transaction() or not has_writer_lock(engine):
+        yield Reads(session.connection(), apart=False)
+        return
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="DEFERRED")
+        with conn.begin():
+            yield Reads(conn, apart=True)
+
+
+@contextmanager
+def session_before_write(session: Session) -> Iterator[Session]:
+    """An ORM session for lookups that precede the writes (a token), on reads_before_write.
+
+    What it loads is detached when the block ends: keep ids, not objects.
+    """
+    with reads_before_write(session) as reads:
+        if not reads.apart:
+            yield session
+            return
+        with Session(bind=reads.conn) as reader:
+            yield reader
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

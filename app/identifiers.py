@@ -16,8 +16,8 @@ _CROCKFORD_ALIASES = str.maketrans({"I": "1", "L": "1", "O": "0", "U": "V"})
 
 
 def _crockford(n: int) -> str:
-    """Return n random Crockford characters."""
-    return "".join(secrets.choice(CROCKFORD) for _ in range(n))
+    """Return n random Crockford characters (one urandom read; 256 is a multiple of 32)."""
+    return "".join(CROCKFORD[b & 31] for b in secrets.token_bytes(n))
 
 
 def new_tip_ref() -> str:

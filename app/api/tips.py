@@ -10,6 +10,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 
 from app.api.auth import current_reporter
 from app.api.responses import CategorySchema, ReporterTipSchema
+from app.db import session_before_write
 from app.reports.abuse import client_key_for
 from app.reports.categories import list_categories
 from app.reports.schemas import TipInputSchema, TipReceiptSchema
@@ -95,7 +96,9 @@ def post_tip():
     svc = services()
     fields, uploads = read_tip_request(svc.settings.max_photo_bytes)
     session = db()
-    reporter = current_reporter(session)
+    with session_before_write(session) as reader:  # no writer lock for the token's lookup
+        reporter = current_reporter(reader)
+        reporter_id = reporter.id if reporter else None
     result = submit_tip(
         session,
         svc.settings,
@@ -103,11 +106,11 @@ def post_tip():
         fields=fields,
         uploads=uploads,
         channel="api",
-        reporter_id=reporter.id if reporter else None,
+        reporter_id=reporter_id,
         idempotency_key=request.headers.get("Idempotency-Key"),
         limiter=svc.limiter,
         client_key=None
-        if reporter
+        if reporter_id is not None
         else client_key_for(svc.settings.secret_key, request.remote_addr),
     )
     resp = jsonify(result.body)

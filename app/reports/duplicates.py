@@ -40,12 +40,15 @@ import functools
 import hashlib
 import math
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
     ColumnElement,
     bindparam,
     cast,
+    delete,
+    exists,
     func,
     insert,
     literal_column,
@@ -171,6 +174,29 @@ _JOIN_INCIDENT = (
     .where(_tips.c.id.in_(bindparam("ids", expanding=True)), _tips.c.incident_id.is_(None))
     .values(incident_id=bindparam("incident_id"))
 )
+
+
+# Tips committed since an earlier read, and the current incident of the nearby tips it
+# found: a primary-key range (normally empty or a row or two) and a few key lookups.
+_SINCE = select(
+    _tips.c.id,
+    _tips.c.category_id,
+    _tips.c.received_at,
+    _tips.c.latitude,
+    _tips.c.longitude,
+    _tips.c.incident_id,
+    _tips.c.text_hash,
+).where(or_(_tips.c.id > bindparam("after"), _tips.c.id.in_(bindparam("ids", expanding=True))))
+_NEWEST = select(func.max(_tips.c.id))
+
+
+@dataclass(frozen=True)
+class WindowRead:
+    """The place and text checks read before the write transaction, up to tip `newest_id`."""
+
+    near_rows: list
+    text_rows: list
+    newest_id: int
 
 
 @dataclass
@@ -321,6 +347,98 @@ def _same_text(
     return repeated, [(r.id, "same_text", 0.0) for r in rows[:LINKS_PER_KIND]]
 
 
+def _read_checks(
+    conn: Connection,
+    settings: Settings,
+    *,
+    category_id: int,
+    latitude: float | None,
+    longitude: float | None,
+    received_at: dt.datetime,
+    text_digest: str | None,
+) -> tuple[list, list]:
+    """Read the category's nearby tips of the window and the latest tips with the same text."""
+    near_rows: list = []
+    text_rows: list = []
+    text_params = {"text_hash": text_digest, "text_since": received_at - REPEAT_TEXT_BY_REPORTER}
+    if latitude is not None and longitude is not None:
+        params = _nearby_params(settings, category_id, latitude, longitude, received_at)
+        if text_digest:
+            for row in conn.execute(_BOTH_CHECKS, {**params, **text_params}):
+                (text_rows if row.kind == "t" else near_rows).append(row)
+        else:
+            near_rows = conn.execute(_NEARBY, params).all()
+    elif text_digest:
+        text_rows = conn.execute(_SAME_TEXT, text_params).all()
+    return near_rows, text_rows
+
+
+def read_window(
+    conn: Connection,
+    settings: Settings,
+    *,
+    category_id: int,
+    latitude: float | None,
+    longitude: float | None,
+    received_at: dt.datetime,
+    text_digest: str | None,
+) -> WindowRead:
+    """Read the place and text checks ahead of the write, noting the newest tip they saw.
+
+    For a SQLite file (app/db.py reads_before_write): the window scan then runs outside
+    the one writer lock, and plan_links inside it reads only what was committed since.
+    """
+    newest = conn.execute(_NEWEST).scalar() or 0
+    near_rows, text_rows = _read_checks(
+        conn,
+        settings,
+        category_id=category_id,
+        latitude=latitude,
+        longitude=longitude,
+        received_at=received_at,
+        text_digest=text_digest,
+    )
+    return WindowRead(near_rows, text_rows, newest)
+
+
+def _catch_up(
+    conn: Connection,
+    settings: Settings,
+    earlier: WindowRead,
+    *,
+    category_id: int,
+    latitude: float | None,
+    longitude: float | None,
+    received_at: dt.datetime,
+    text_digest: str | None,
+) -> tuple[list, list]:
+    """Bring an earlier read up to date: the tips committed since, current incidents."""
+    rows = conn.execute(
+        _SINCE, {"after": earlier.newest_id, "ids": [r.id for r in earlier.near_rows]}
+    ).all()
+    current = {r.id: r for r in rows}
+    # A nearby tip merged or removed since is read afresh or left out.
+    near_rows = [current[r.id] for r in earlier.near_rows if r.id in current]
+    text_rows = list(earlier.text_rows)
+    newer = sorted((r for r in rows if r.id > earlier.newest_id), key=lambda r: -r.id)
+    if latitude is not None and longitude is not None and newer:
+        box = _nearby_params(settings, category_id, latitude, longitude, received_at)
+        near_rows += [
+            r
+            for r in newer
+            if r.category_id == category_id
+            and r.latitude is not None
+            and box["south"] <= r.latitude <= box["north"]
+            and box["west"] <= r.longitude <= box["east"]
+            and box["since"] <= r.received_at <= box["until"]
+        ]
+    if text_digest and newer:
+        since = received_at - REPEAT_TEXT_BY_REPORTER
+        same = [r for r in newer if r.text_hash == text_digest and r.received_at >= since]
+        text_rows = (same + text_rows)[: max(LINKS_PER_KIND, REPEAT_TEXT_COUNT)]
+    return near_rows, text_rows
+
+
 def plan_links(
     conn: Connection,
     settings: Settings,
@@ -332,25 +450,27 @@ def plan_links(
     received_at: dt.datetime,
     text_digest: str | None,
     phashes: list[str],
+    earlier: WindowRead | None = None,
 ) -> LinkPlan:
     """Run the three checks for a tip about to be inserted; join its incident already.
 
     Runs before the insert so the tip row is written once, with its flags and incident.
+    With `earlier` (read_window before the write transaction), only the tips committed
+    since and the incidents of the nearby tips it found are read here.
     """
     plan = LinkPlan()
     located = latitude is not None and longitude is not None
-    near_rows: list = []
-    text_rows: list = []
-    text_params = {"text_hash": text_digest, "text_since": received_at - REPEAT_TEXT_BY_REPORTER}
-    if located:
-        params = _nearby_params(settings, category_id, latitude, longitude, received_at)
-        if text_digest:
-            for row in conn.execute(_BOTH_CHECKS, {**params, **text_params}):
-                (text_rows if row.kind == "t" else near_rows).append(row)
-        else:
-            near_rows = conn.execute(_NEARBY, params).all()
-    elif text_digest:
-        text_rows = conn.execute(_SAME_TEXT, text_params).all()
+    checks = dict(
+        category_id=category_id,
+        latitude=latitude,
+        longitude=longitude,
+        received_at=received_at,
+        text_digest=text_digest,
+    )
+    if earlier is None:
+        near_rows, text_rows = _read_checks(conn, settings, **checks)
+    else:
+        near_rows, text_rows = _catch_up(conn, settings, earlier, **checks)
     if located:
         near = _nearest_first(settings, near_rows, latitude, longitude)
         if near:
@@ -477,21 +597,46 @@ def duplicate_candidates(
     return out
 
 
-def _tidy_incident(session: Session, incident_id: int | None) -> None:
-    """After a tip left an incident: name its earliest remaining tip first, or drop it empty."""
-    if incident_id is None:
-        return
-    first = session.scalar(
-        select(Tip.id)
-        .where(Tip.incident_id == incident_id)
-        .order_by(Tip.received_at, Tip.id)
+def tidy_incidents(session: Session, incident_ids: Collection[int | None]) -> int:
+    """After tips left or joined these incidents: drop the empty ones; return how many.
+
+    Each remaining incident names its earliest tip first (by `received_at`, then id, as
+    intake orders them) and takes that tip's position. ORM statements with "fetch"
+    keep the session's loaded incidents in step (merge and split hold some).
+    """
+    ids = [i for i in set(incident_ids) if i is not None]
+    if not ids:
+        return 0
+    members = exists().where(_tips.c.incident_id == Incident.id)
+    deleted = session.execute(
+        delete(Incident)
+        .where(Incident.id.in_(ids), ~members)
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
+    member = _tips.alias("member")
+    earliest = (
+        select(member.c.id)
+        .where(member.c.incident_id == Incident.id)
+        .order_by(member.c.received_at, member.c.id)
         .limit(1)
+        .correlate(Incident)
+        .scalar_subquery()
     )
-    incident = session.get(Incident, incident_id)
-    if first is None:
-        session.delete(incident)
-    elif incident.first_tip_id != first:
-        incident.first_tip_id = first
+
+    def of_earliest(column):
+        return select(column).where(_tips.c.id == earliest).scalar_subquery()
+
+    session.execute(
+        update(Incident)
+        .where(Incident.id.in_(ids), Incident.first_tip_id.is_distinct_from(earliest))
+        .values(
+            first_tip_id=earliest,
+            latitude=of_earliest(_tips.c.latitude),
+            longitude=of_earliest(_tips.c.longitude),
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    return deleted or 0
 
 
 def _event(tip: Tip, action: str, actor_id: int | None, data: dict) -> TipEvent:
@@ -540,9 +685,7 @@ def merge_tips(session: Session, tip_id: int, into_tip_id: int, *, actor_id: int
     tip.incident_id = into.incident_id
     tip.duplicate_of_id = into.id
     session.flush()
-    if previous != tip.incident_id:
-        _tidy_incident(session, previous)
-    _tidy_incident(session, tip.incident_id)
+    tidy_incidents(session, [previous, tip.incident_id])
     session.add_all(
         [
             _event(tip, "merged", actor_id, {"into": into.ref, "incident": tip.incident_id}),
@@ -574,7 +717,7 @@ def split_tip(session: Session, tip_id: int, *, actor_id: int | None) -> Tip:
     tip.incident_id = incident.id
     tip.duplicate_of_id = None
     session.flush()
-    _tidy_incident(session, previous)
+    tidy_incidents(session, [previous])
     session.add(
         _event(tip, "split", actor_id, {"from_incident": previous, "incident": incident.id})
     )

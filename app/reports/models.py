@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -63,6 +64,12 @@ class Category(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+def _where_not_null(column: str) -> Index:
+    """An index on a mostly-NULL column that leaves the NULL rows out."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(f"ix_tips_{column}", column, sqlite_where=where, postgresql_where=where)
+
+
 class Tip(Base):
     """One tip as received: what, where, when, from whom (pseudonymous), and where it went."""
 
@@ -84,11 +91,15 @@ class Tip(Base):
             "incident_id",
             "id",
         ),
+        # Most new tips have no incident, no assignee, and (anonymous) no reporter: partial
+        # indexes skip those rows, three fewer index writes per tip. Lookups by value
+        # (`= x`, IN, the foreign keys' checks) imply NOT NULL, so both databases use them.
+        *(_where_not_null(column) for column in ("reporter_id", "incident_id", "assignee_id")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ref: Mapped[str] = mapped_column(String(8), unique=True)
-    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"))
     receipt_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     channel: Mapped[str] = mapped_column(String(10))
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
@@ -114,9 +125,9 @@ class Tip(Base):
     is_open: Mapped[bool] = mapped_column(Boolean, default=True)
     outcome: Mapped[str | None] = mapped_column(String(15))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("tips.id"))
-    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
     text_hash: Mapped[str | None] = mapped_column(String(64), index=True)
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     # The response clock: due times from the response targets, and the escalation ladder.
     ack_due_at: Mapped[dt.datetime | None]
     resolve_due_at: Mapped[dt.datetime | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from marshmallow import ValidationError
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import insert_unless_exists, utcnow
+from app.db import insert_unless_exists, reads_before_write, utcnow
 from app.errors import DomainError
 from app.grids.services import Placement, route_point
 from app.identifiers import (
@@ -27,7 +28,7 @@ from app.reports import idempotency
 from app.reports.abuse import check_reporter_allowed, check_submission_rate
 from app.reports.categories import active_category
 from app.reports.clock import start_clock
-from app.reports.duplicates import plan_links, text_hash, write_links
+from app.reports.duplicates import plan_links, read_window, text_hash, write_links
 from app.reports.errors import InvalidTip, RateLimited, TipNotFound, TooManyPhotos
 from app.reports.models import Photo, Tip, TipEvent
 from app.reports.photos import ProcessedPhoto, process_photo_bounded
@@ -200,6 +201,7 @@ class _Prepared:
 
 def _prepare(
     session: Session,
+    reads: Connection,
     settings: Settings,
     store: MediaStore,
     data: dict,
@@ -211,14 +213,17 @@ def _prepare(
     key: str | None,
     channel: str,
     now: dt.datetime,
+    check_placement: Callable[[Placement], None] | None = None,
 ) -> _Prepared:
     """Store the photo files, place, route and triage the tip: all that needs no write.
 
     An anonymous tip is judged as nobody's (`owner` None): its sender stays unlinked.
     """
-    stored = [(p, store.put(p.derivative), store.put(p.thumbnail)) for p in photos]
     lat, lon, source = _locate(session, data, photos)
     flags, placement = _flags_and_placement(session, settings, data, lat, lon, now)
+    if check_placement is not None:
+        check_placement(placement)  # a refusal here leaves no file: none is written yet
+    stored = [(p, store.put(p.derivative), store.put(p.thumbnail)) for p in photos]
     if source in ("exif", "landmark"):
         flags.append("location_from_photo" if source == "exif" else "location_from_landmark")
     receipt = None
@@ -229,7 +234,7 @@ def _prepare(
         category_severity=category.severity,
         text=data["description"],
         received_at=now,
-        reporter_trust=None if owner is None else reporter_trust(session.connection(), owner),
+        reporter_trust=None if owner is None else reporter_trust(reads, owner),
         has_photos=bool(photos),
         accuracy_m=data.get("accuracy_m"),
         location_source=source if located else "none",
@@ -272,6 +277,17 @@ def _prepare(
     return _Prepared(values, stored, placement, owner, receipt, lat, lon, located)
 
 
+def _checks(p: _Prepared, category, now: dt.datetime) -> dict:
+    """The duplicate checks' arguments for a prepared tip (app/reports/duplicates.py)."""
+    return dict(
+        category_id=category.id,
+        latitude=p.latitude if p.located else None,
+        longitude=p.longitude if p.located else None,
+        received_at=now,
+        text_digest=p.values["text_hash"],
+    )
+
+
 def _key_is_stored(conn: Connection, settings: Settings, scope: str, key: str) -> bool:
     """True when a request with this Idempotency-Key was already stored (a replay)."""
     records = idempotency.records
@@ -295,6 +311,7 @@ def submit_tip(
     now: dt.datetime | None = None,
     limiter: RateLimiter | None = None,
     client_key: str | None = None,
+    check_placement: Callable[[Placement], None] | None = None,
 ) -> Submission:
     """Store one tip with its cleaned photos in the caller's transaction and say what to answer.
 
@@ -302,6 +319,8 @@ def submit_tip(
     transaction stays short; a crash in between leaves only files the sweeper removes.
     Bans and rate limits (app/reports/abuse.py) are checked before any decoding;
     `client_key` identifies an anonymous caller for the limit (a keyed hash, never an IP).
+    `check_placement` sees where the tip routes before any file is written, and may raise
+    to refuse it (an Open311 partner limited to some grids).
     """
     now = now or utcnow()
     key = idempotency.check_key(idempotency_key)
@@ -310,47 +329,52 @@ def submit_tip(
             f"at most {settings.max_photos} photos per tip",
             fields={"photos": [f"at most {settings.max_photos}"]},
         )
-    # Cheap refusals first. A keyed request may be a replay, which must not count twice:
-    # it is only looked at here and counted once its key is claimed below.
-    if reporter_id is not None:
-        check_reporter_allowed(session.connection(), reporter_id)
-    rate = dict(reporter_id=reporter_id, client_key=client_key)
-    scope = idempotency.scope_for(reporter_id)
-    try:
-        check_submission_rate(limiter, settings, **rate, record=key is None)
-    except RateLimited:
-        # Over the limit, a retry of a stored request still gets its original answer.
-        if key is None or not _key_is_stored(session.connection(), settings, scope, key):
-            raise
-    data = validate_fields(fields)
-    if not data["description"].strip() and not uploads:
-        raise InvalidTip(
-            "a tip needs a description or a photo",
-            fields={"description": ["describe what happened, or add a photo"]},
-        )
-    anonymous = data.pop("anonymous") or reporter_id is None
-    photos = _process_all(settings, uploads)
-    # Everything that needs no write is settled before the first statement of the write
-    # transaction: on SQLite that transaction holds the one writer lock every worker
-    # queues for, so only the duplicate checks and the inserts run inside it. The cached
-    # lookups (category, grid layer, urgent words, targets) take the session, not a
-    # connection, so a cache hit does not begin the transaction.
-    category = active_category(session, data["category"])
-    prepared = None
-    if category is not None:
-        prepared = _prepare(
-            session,
-            settings,
-            store,
-            data,
-            photos,
-            category,
-            owner=None if anonymous else reporter_id,
-            anonymous=anonymous,
-            key=key,
-            channel=channel,
-            now=now,
-        )
+    # Everything that needs no write is settled before the write transaction begins: on a
+    # SQLite file that transaction holds the one writer lock every worker queues for, so
+    # the reads go through a snapshot of their own (app/db.py) and only the duplicate
+    # catch-up and the inserts run inside the lock. The cached lookups (category, grid
+    # layer, urgent words, targets) take the session: a cache hit begins nothing.
+    with reads_before_write(session) as reads:
+        # Cheap refusals first. A keyed request may be a replay, which must not count
+        # twice: it is only looked at here and counted once its key is claimed below.
+        if reporter_id is not None:
+            check_reporter_allowed(reads.conn, reporter_id)
+        rate = dict(reporter_id=reporter_id, client_key=client_key)
+        scope = idempotency.scope_for(reporter_id)
+        try:
+            check_submission_rate(limiter, settings, **rate, record=key is None)
+        except RateLimited:
+            # Over the limit, a retry of a stored request still gets its original answer.
+            if key is None or not _key_is_stored(reads.conn, settings, scope, key):
+                raise
+        data = validate_fields(fields)
+        if not data["description"].strip() and not uploads:
+            raise InvalidTip(
+                "a tip needs a description or a photo",
+                fields={"description": ["describe what happened, or add a photo"]},
+            )
+        anonymous = data.pop("anonymous") or reporter_id is None
+        photos = _process_all(settings, uploads)
+        category = active_category(session, data["category"])
+        prepared = window = None
+        if category is not None:
+            prepared = _prepare(
+                session,
+                reads.conn,
+                settings,
+                store,
+                data,
+                photos,
+                category,
+                owner=None if anonymous else reporter_id,
+                anonymous=anonymous,
+                key=key,
+                channel=channel,
+                now=now,
+                check_placement=check_placement,
+            )
+            if reads.apart:
+                window = read_window(reads.conn, settings, **_checks(prepared, category, now))
     # The hot path speaks Core on the session's connection: the ORM unit of work cost
     # more than the rest of the request (see bench/bench_intake.py).
     conn = session.connection()
@@ -369,13 +393,10 @@ def submit_tip(
     links = plan_links(
         conn,
         settings,
-        category_id=category.id,
         reporter_id=p.owner,
-        latitude=p.latitude if p.located else None,
-        longitude=p.longitude if p.located else None,
-        received_at=now,
-        text_digest=p.values["text_hash"],
         phashes=[ph.phash for ph in photos],
+        earlier=window,
+        **_checks(p, category, now),
     )
     flags = p.values["flags"] + links.flags
     placement, priority, receipt = p.placement, p.values["priority"], p.receipt
