@@ -8,8 +8,9 @@ What goes, once `Settings.retention_days` have passed:
   the webhook attempts of those rows; incidents no remaining tip belongs to. An incident
   that keeps some of its tips is left coherent: when its first tip goes, the earliest
   remaining tip becomes first (and lends it its position, so the deleted tip's place is
-  not kept either), as `_tidy_incident` does after a split. Incidents hold no counters:
-  their size is always counted from the tips;
+  not kept either), by the `tidy_incidents` that merge and split use too
+  (app/reports/duplicates.py). Incidents hold no counters: their size is always counted
+  from the tips;
 - sent and failed outbox rows older than the period, whatever they were about;
 - drafts abandoned a day past their expiry (the bot expires them sooner, with a
   notice; this is the backstop when it was not running). Drafts hold Telegram file
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from sqlalchemy import and_, delete, exists, func, not_, or_, select, update
@@ -44,6 +45,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.outbox.models import OutboxMessage
 from app.partners.models import PartnerRequest, WebhookAttempt
+from app.reports.duplicates import tidy_incidents
 from app.reports.models import Audio, IdempotencyRecord, Incident, Photo, Tip, TipEvent, TipLink
 from app.reports.storage import MediaStore
 from app.reports.sweeper import sweep_orphans
@@ -144,48 +146,6 @@ def delete_tips(session: Session, tip_ids: Sequence[int]) -> RetentionReport:
     if incident_ids:
         report.incidents += tidy_incidents(session, incident_ids)
     return report
-
-
-def tidy_incidents(session: Session, incident_ids: Collection[int]) -> int:
-    """After tips left these incidents: delete the empty ones, re-point the rest; return deleted.
-
-    An incident whose first tip is no longer among its tips names its earliest remaining
-    one (by `received_at`, then id, as intake and `_tidy_incident` order them) and takes
-    that tip's position. Incidents whose first tip stays are not touched.
-    """
-    ids = list(incident_ids)
-    deleted = _rowcount(
-        session,
-        delete(_incidents).where(
-            _incidents.c.id.in_(ids), ~exists().where(_tips.c.incident_id == _incidents.c.id)
-        ),
-    )
-    first_is_member = exists().where(
-        _tips.c.id == _incidents.c.first_tip_id, _tips.c.incident_id == _incidents.c.id
-    )
-    member = _tips.alias("member")
-    earliest = (
-        select(member.c.id)
-        .where(member.c.incident_id == _incidents.c.id)
-        .order_by(member.c.received_at, member.c.id)
-        .limit(1)
-        .correlate(_incidents)
-        .scalar_subquery()
-    )
-
-    def of_earliest(column):
-        return select(column).where(_tips.c.id == earliest).scalar_subquery()
-
-    session.execute(
-        update(_incidents)
-        .where(_incidents.c.id.in_(ids), ~first_is_member)
-        .values(
-            first_tip_id=earliest,
-            latitude=of_earliest(_tips.c.latitude),
-            longitude=of_earliest(_tips.c.longitude),
-        )
-    )
-    return deleted
 
 
 def _add(total: RetentionReport, part: RetentionReport) -> None:
