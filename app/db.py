@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -90,12 +89,27 @@ def has_writer_lock(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
 
 
-@dataclass(frozen=True)
 class Reads:
-    """Where the reads before a write go, and whether that is apart from the write's snapshot."""
+    """Where the reads before a write go, opened at the first read (a refusal may need none).
 
-    conn: Connection
-    apart: bool
+    `apart`: on a snapshot of its own, so a write committed after it is not seen.
+    """
+
+    def __init__(self, session: Session, stack: ExitStack, apart: bool):
+        self._session, self._stack, self.apart = session, stack, apart
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            if self.apart:
+                conn = self._stack.enter_context(self._session.get_bind().connect())
+                conn.execution_options(sqlite_begin="DEFERRED")
+                self._stack.enter_context(conn.begin())
+                self._conn = conn
+            else:
+                self._conn = self._session.connection()
+        return self._conn
 
 
 @contextmanager
@@ -104,18 +118,13 @@ def reads_before_write(session: Session) -> Iterator[Reads]:
 
     The write session of a SQLite file begins with BEGIN IMMEDIATE: reading through it
     would hold the one writer lock every worker queues for while the request reads,
-    decodes and routes. Those reads get a deferred snapshot of their own instead
-    (`apart`: a write committed after it is not seen). Elsewhere (PostgreSQL, an
-    in-memory database, a session already in its transaction) they use the session's.
+    decodes and routes. Those reads get a deferred snapshot of their own instead.
+    Elsewhere (PostgreSQL, an in-memory database, a session already in its transaction)
+    they use the session's connection.
     """
-    engine = session.get_bind()
-    if session.in_transaction() or not has_writer_lock(engine):
-        yield Reads(session.connection(), apart=False)
-        return
-    with engine.connect() as conn:
-        conn.execution_options(sqlite_begin="DEFERRED")
-        with conn.begin():
-            yield Reads(conn, apart=True)
+    apart = not session.in_transaction() and has_writer_lock(session.get_bind())
+    with ExitStack() as stack:
+        yield Reads(session, stack, apart)
 
 
 @contextmanager

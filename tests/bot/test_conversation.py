@@ -79,7 +79,11 @@ def test_guided_report_with_photo_and_location(driver, tg, session_factory, bot)
     summary = tg.wait_in_chat(
         driver.chat_id,
         lambda: next(
-            (m for m in driver.replies() if m.edits and "请核对" in m.edits[0] and "已提交" in m.text),
+            (
+                m
+                for m in driver.replies()
+                if m.edits and "请核对" in m.edits[0] and "已提交" in m.text
+            ),
             None,
         ),
     )
