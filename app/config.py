@@ -7,6 +7,15 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.security import keyed_hash
+
+# Redis keys without a deployment of their own (settings built by hand: tests, tools).
+DEFAULT_REDIS_PREFIX = "tipline:"
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -21,6 +30,9 @@ class Settings:
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
     telegram_webhook_secret: str | None = None
     redis_url: str | None = None
+    # Starts every Redis key the app writes, so deployments sharing one Redis keep their
+    # rate-limit counters and job locks apart; load_settings derives one per database.
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
     # Intake limits: a phone photo is 2-8 MB; ten of them plus form fields fit in 100 MB.
     max_photos: int = 10
     max_photo_bytes: int = 25 * 1024 * 1024
@@ -41,6 +53,9 @@ class Settings:
     tips_per_hour: int = 60
     anonymous_tips_per_minute: int = 20
     anonymous_tips_per_hour: int = 120
+    # Per Open311 key: an alarm platform or a security post relays many guards and sensors,
+    # so far more than one reporter's 10, yet a runaway integration stays bounded.
+    partner_tips_per_minute: int = 120
     # Duplicates: same category within this radius and time; similar photos within the days.
     duplicate_radius_m: float = 150.0
     duplicate_window_minutes: int = 30
@@ -103,6 +118,23 @@ def _instance_secret(instance_dir: Path) -> str:
     return key
 
 
+def _redis_prefix(secret_key: str, database_url: str) -> str:
+    """Derive a prefix unique to the deployment: a keyed hash of where its database lives.
+
+    Only host, port and database name count: every process of a deployment names the same
+    database, whatever user, password or driver each one uses. Keyed with the secret key
+    (which a shared database implies too), so the key names in Redis reveal nothing of
+    the database and cannot be matched against guesses.
+    """
+    try:
+        url = make_url(database_url)
+        port = url.port or _DEFAULT_PORTS.get(url.get_backend_name())
+        where = f"{(url.host or '').lower()}:{port or ''}/{url.database or ''}"
+    except ArgumentError:  # the engine will refuse it with a better message
+        where = database_url
+    return f"{DEFAULT_REDIS_PREFIX}{keyed_hash(secret_key, 'redis_prefix', where)[:12]}:"
+
+
 def load_settings(environ: dict[str, str] | None = None, root: Path | None = None) -> Settings:
     """Build Settings from environment variables named in CONTRACT.md."""
     env = os.environ if environ is None else environ
@@ -111,9 +143,11 @@ def load_settings(environ: dict[str, str] | None = None, root: Path | None = Non
     url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'tipline.db'}"
     if url.startswith("sqlite:///instance/"):
         url = f"sqlite:///{root / url.removeprefix('sqlite:///')}"
+    secret_key = env.get("TIPLINE_SECRET_KEY") or _instance_secret(instance_dir)
+    redis_prefix = env.get("TIPLINE_REDIS_PREFIX") or _redis_prefix(secret_key, url)
     return Settings(
         database_url=url,
-        secret_key=env.get("TIPLINE_SECRET_KEY") or _instance_secret(instance_dir),
+        secret_key=secret_key,
         media_dir=Path(env.get("TIPLINE_MEDIA_DIR") or instance_dir / "media"),
         instance_dir=instance_dir,
         telegram_bot_token=env.get("TELEGRAM_BOT_TOKEN") or None,
@@ -122,6 +156,9 @@ def load_settings(environ: dict[str, str] | None = None, root: Path | None = Non
         or "https://api.telegram.org/file/bot",
         telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET") or None,
         redis_url=env.get("REDIS_URL") or None,
+        # A prefix given by hand reads as a namespace: "staging" writes "staging:rl:...".
+        redis_prefix=redis_prefix if redis_prefix.endswith(":") else f"{redis_prefix}:",
+        partner_tips_per_minute=int(env.get("TIPLINE_PARTNER_TIPS_PER_MINUTE") or 120),
         map_tile_url=env.get("TIPLINE_MAP_TILE_URL") or None,
         map_tile_datum=env.get("TIPLINE_MAP_TILE_DATUM") or "wgs84",
         retention_days=int(env.get("TIPLINE_RETENTION_DAYS") or 730),

@@ -17,6 +17,7 @@ from typing import TypeVar
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import DEFAULT_REDIS_PREFIX
 from app.db import unit_of_work
 from app.security import new_token
 
@@ -42,9 +43,18 @@ _TRY_XACT_LOCK = text(
 class JobLock:
     """A named lock for one job; `run` does the job in one unit of work, or skips it."""
 
-    def __init__(self, name: str, *, redis_url: str | None = None, ttl_seconds: float = 60.0):
+    def __init__(
+        self,
+        name: str,
+        *,
+        redis_url: str | None = None,
+        ttl_seconds: float = 60.0,
+        prefix: str = DEFAULT_REDIS_PREFIX,
+    ):
         self.name = name
-        self.key = f"tipline:lock:{name}"
+        # The deployment's prefix (Settings.redis_prefix): another Tipline on the same
+        # Redis ticks its own clock.
+        self.key = f"{prefix}lock:{name}"
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
         self._redis = None
         if redis_url:
@@ -98,10 +108,17 @@ class JobLock:
                     log.warning("redis lock %s not released (%s)", self.name, type(exc).__name__)
 
 
-def clock_lock(redis_url: str | None, every_seconds: float = 15.0) -> JobLock:
+def clock_lock(
+    redis_url: str | None, every_seconds: float = 15.0, *, prefix: str = DEFAULT_REDIS_PREFIX
+) -> JobLock:
     """The response clock's lock, shared by `tipline clock run` and the bot's clock job.
 
     The expiry outlives a slow tick several times over; a tick that outlives it anyway
     is still safe (run_clock locks its rows with SKIP LOCKED), merely not alone.
     """
-    return JobLock("response-clock", redis_url=redis_url, ttl_seconds=max(60.0, 4 * every_seconds))
+    return JobLock(
+        "response-clock",
+        redis_url=redis_url,
+        ttl_seconds=max(60.0, 4 * every_seconds),
+        prefix=prefix,
+    )

@@ -9,6 +9,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.config import DEFAULT_REDIS_PREFIX
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -89,7 +91,7 @@ return {0, 0, tostring(tonumber(oldest[2]) + window - now)}
 class RedisLimiter:
     """The same sliding window in Redis, so limits hold across web workers and the bot."""
 
-    def __init__(self, url: str, prefix: str = "tipline:rl:"):
+    def __init__(self, url: str, prefix: str = f"{DEFAULT_REDIS_PREFIX}rl:"):
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -127,6 +129,10 @@ class RedisLimiter:
         self._redis.delete(self._prefix + key)
 
 
-def make_limiter(redis_url: str | None) -> RateLimiter:
-    """Return a Redis-backed limiter when REDIS_URL is set, else an in-process one."""
-    return RedisLimiter(redis_url) if redis_url else MemoryLimiter()
+def make_limiter(redis_url: str | None, *, prefix: str = DEFAULT_REDIS_PREFIX) -> RateLimiter:
+    """Return a Redis-backed limiter when REDIS_URL is set, else an in-process one.
+
+    `prefix` is the deployment's (Settings.redis_prefix): another Tipline on the same
+    Redis keeps its own counters.
+    """
+    return RedisLimiter(redis_url, prefix=f"{prefix}rl:") if redis_url else MemoryLimiter()

@@ -34,7 +34,7 @@ class Services:
         self.sessions = make_session_factory(self.engine)
         self.read_sessions = make_session_factory(read_only(self.engine))
         self.store = make_media_store(settings)
-        self.limiter = make_limiter(settings.redis_url)
+        self.limiter = make_limiter(settings.redis_url, prefix=settings.redis_prefix)
 
 
 def configure(app: Flask, settings: Settings) -> None:

@@ -9,7 +9,9 @@ only its own requests: anyone else's is "not found", never "forbidden".
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, contains_eager
@@ -18,7 +20,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.grids.models import Grid
-from app.grids.services import route_point
+from app.grids.services import Placement
 from app.i18n import normalise_locale, t
 from app.identifiers import normalise_ref
 from app.open311.attributes import describe, questions_for, validate_answers
@@ -26,14 +28,15 @@ from app.open311.filters import RequestFilter
 from app.partners.identities import reporter_for_request
 from app.partners.models import Partner, PartnerRequest
 from app.ratelimit import RateLimiter
-from app.reports.abuse import check_submission_rate
 from app.reports.categories import list_categories
 from app.reports.clock import LOCAL_TZ
+from app.reports.errors import RateLimited
 from app.reports.models import Category, Tip
 from app.reports.reporter_view import reporter_status
-from app.reports.services import Upload, submit_tip, validate_fields
+from app.reports.services import Upload, submit_tip
 from app.reports.storage import MediaStore
-from app.staff.landmarks import place_by_landmark
+
+log = logging.getLogger("tipline.open311")
 
 # Spec field names for the intake's own, so field errors name what the partner sent.
 SPEC_NAMES = {
@@ -92,26 +95,58 @@ def _path_allowed(path: str | None, prefixes: list[str]) -> bool:
     return bool(path) and any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
-def _check_partner_area(
-    session: Session, settings: Settings, partner: Partner, fields: dict, locale: str
-) -> None:
-    """Refuse, before anything is stored, a request that routes outside the partner's grids."""
+def _area_check(partner: Partner, locale: str) -> Callable[[Placement], None] | None:
+    """Return submit_tip's check that the tip routes into the partner's grids, or None.
+
+    submit_tip calls it with the placement it stores (the point sent, else a photo's
+    GPS, else a known landmark), before any photo file is written: one routing, and
+    the point checked is the point kept.
+    """
     if not partner.grid_paths:
+        return None
+
+    def check(placement: Placement) -> None:
+        path = "/".join(p["code"] for p in placement.path) or None
+        if not _path_allowed(path, partner.grid_paths):
+            raise BadRequest(
+                t("open311.error.outside_grids", locale),
+                fields={"lat": t("open311.error.outside_grids", locale)},
+            )
+
+    return check
+
+
+def _check_key_rate(
+    limiter: RateLimiter | None,
+    settings: Settings,
+    partner_id: int,
+    locale: str,
+    *,
+    record: bool = True,
+) -> None:
+    """Count one request against the partner key's own budget; 429 with Retry-After when over.
+
+    With record=False it only looks (a keyed request may be a replay, counted once it
+    turns out not to be); over the limit a replay waits too, and then gets its original
+    answer. A limiter outage lets the request through: a tip is not lost.
+    """
+    if limiter is None:
         return
-    data = validate_fields(fields)
-    lat, lon = data.get("latitude"), data.get("longitude")
-    if lat is None and data.get("address"):
-        placed = place_by_landmark(session, data["address"])
-        lat, lon = (placed[0], placed[1]) if placed else (None, None)
-    placement = route_point(
-        session, lat, lon, nearest_m=settings.nearest_grid_m, max_accuracy_m=settings.max_accuracy_m
-    )
-    path = "/".join(p["code"] for p in placement.path) or None
-    if not _path_allowed(path, partner.grid_paths):
-        raise BadRequest(
-            t("open311.error.outside_grids", locale),
-            fields={"lat": t("open311.error.outside_grids", locale)},
+    limit = settings.partner_tips_per_minute
+    check = limiter.hit if record else limiter.peek
+    try:
+        decision = check(f"tips:partner:{partner_id}:m", limit, 60)
+    except Exception:  # fail open, as the reporters' limit does
+        log.warning("rate limiter unavailable; Open311 request accepted without a limit check")
+        return
+    if not decision.allowed:
+        message = t(
+            "open311.error.rate_limited",
+            locale,
+            per_minute=limit,
+            retry_after=decision.retry_after,
         )
+        raise RateLimited(message, retry_after=decision.retry_after)
 
 
 def _intake_fields(form: dict, locale: str) -> dict:
@@ -152,13 +187,21 @@ def file_request(
 ) -> dict:
     """File one request as a tip and return the spec's answer (plus the token).
 
-    Checked before anything is stored: the fields, the answers, the partner's
-    grids and the rate limit of the partner's key. The webhook event
+    Refused before anything is committed or any photo file written: over the rate
+    limit of the partner's key, bad fields or answers, and (inside submit_tip, on the
+    placement it stores) a point outside the partner's grids. The webhook event
     "request.created" is queued in the same transaction.
+
+    Limits: the key has its own, `partner_tips_per_minute`. A person the partner
+    names is a reporter and has a reporter's limit besides; the key's own reporter
+    (nobody named) has only the key's, or a platform would be held to one person's.
     """
     from app.partners.webhooks import queue_tip_event
 
     now = now or utcnow()
+    # A keyed request may be a replay, which must not count: it is only looked at now.
+    keyed = idempotency_key is not None
+    _check_key_rate(limiter, settings, partner.id, locale, record=not keyed)
     fields = _intake_fields(form, locale)
     try:
         if _active_category(session, fields["category"]) is None:
@@ -167,13 +210,7 @@ def file_request(
                 fields={"service_code": t("open311.error.service_code", locale)},
             )
         kept = validate_answers(fields["category"], answers)
-        _check_partner_area(session, settings, partner, fields, locale)
         reporter_id = reporter_for_request(session, settings, partner, form)
-        if reporter_id != partner.reporter_id:
-            # The key's own budget: submit_tip counts the person, this counts the key.
-            check_submission_rate(
-                limiter, settings, reporter_id=partner.reporter_id, client_key=None
-            )
         result = submit_tip(
             session,
             settings,
@@ -184,8 +221,12 @@ def file_request(
             reporter_id=reporter_id,
             idempotency_key=idempotency_key,
             now=now,
-            limiter=limiter,
+            limiter=limiter if reporter_id != partner.reporter_id else None,
+            check_placement=_area_check(partner, locale),
         )
+        if keyed and not result.replayed:
+            # Counted now that it is new; over the limit, the transaction is rolled back.
+            _check_key_rate(limiter, settings, partner.id, locale)
     except DomainError as exc:
         if exc.fields:
             exc.fields = _spec_fields(exc.fields)

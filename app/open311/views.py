@@ -4,6 +4,8 @@ Deliberate deviation from the spec: every method needs an api_key (form
 field, query parameter or X-Api-Key header), because informant tips are not
 public; each partner sees only its own requests. Photos are never returned;
 a `media_url` sent with a request is not fetched (upload a `media` file).
+Each key has its own rate limit for POSTs (Settings.partner_tips_per_minute):
+past it, 429 with Retry-After in the spec's error envelope.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from app.cli import Context, cli
+from app.config import load_settings
 from app.db import make_engine, make_session_factory
 from app.locks import JobLock, clock_lock
 
@@ -126,12 +127,25 @@ def test_cli_clock_skips_while_another_runner_ticks(redis_url, engine, settings,
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("TIPLINE_SECRET_KEY", "k" * 32)
+    # This deployment's prefix: a fresh one, as other runs of the suite share this Redis.
+    monkeypatch.setenv("TIPLINE_REDIS_PREFIX", f"test:{uuid.uuid4().hex[:12]}")
+    prefix = load_settings().redis_prefix
     runner = CliRunner()
-    holder = clock_lock(redis_url)
+    other = clock_lock(redis_url, prefix=f"test:{uuid.uuid4().hex[:12]}:")  # another Tipline
+    other_token = other.acquire_redis()
+    try:
+        result = runner.invoke(cli, ["clock", "run"], obj=Context())
+        assert result.exit_code == 0 and "escalated 0 tip(s)" in result.output
+    finally:
+        other.release_redis(other_token)
+    holder = clock_lock(redis_url, prefix=prefix)
     token = holder.acquire_redis()
     try:
         result = runner.invoke(cli, ["clock", "run"], obj=Context())
-        assert result.exit_code == 0 and "skipped" in result.output
+        assert result.exit_code == 0 and "skipped" in result.output, (
+            "`tipline clock run` must lock under Settings.redis_prefix (app/cli.py: "
+            "clock_lock(ctx.settings.redis_url, every, prefix=ctx.settings.redis_prefix))"
+        )
     finally:
         holder.release_redis(token)
     result = runner.invoke(cli, ["clock", "run"], obj=Context())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import sys
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -294,13 +296,68 @@ def test_json_body_is_refused_as_the_spec_wants_a_form(client, key):
     assert resp.json[0]["code"] == 400
 
 
-def test_partner_grids_refuse_outside_before_storing(client, seeded, settings):
+@pytest.fixture
+def route_calls(monkeypatch):
+    """Count calls of the real route_point, wherever the app imported it (no canned answer)."""
+    from app.grids import services as grids
+
+    real, calls = grids.route_point, []
+
+    def counting(*args, **kwargs):
+        calls.append(args[1:3])
+        return real(*args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] == "app" and getattr(module, "route_point", None) is real:
+            monkeypatch.setattr(module, "route_point", counting)
+    return calls
+
+
+def stored_files(settings) -> list[Path]:
+    """Every file under the media folder, temp files included."""
+    return [p for p in settings.media_dir.rglob("*") if p.is_file()]
+
+
+def test_partner_grids_refuse_outside_before_storing(client, seeded, settings, route_calls):
     _pid, key = make_partner(seeded, settings, "Mall", "Mall", grid_paths=["C/T1/V1/G1"])
-    resp = post(client, key, spec_post("G4", locale="en"))
+    data = spec_post("G4", locale="en")
+    data["media"] = (io.BytesIO(phone_jpeg()), "photo.jpg")
+    resp = post(client, key, data, content_type="multipart/form-data")
     assert resp.status_code == 400
     assert "outside" in resp.json[0]["description"]
-    assert count(seeded, Tip) == 0
-    assert post(client, key, spec_post("G1")).status_code == 201
+    for model in (Tip, Photo, PartnerRequest, ReporterIdentity):
+        assert count(seeded, model) == 0, model
+    assert stored_files(settings) == []  # refused before the photo was written
+    assert route_calls == [centre_of("G4")]
+    route_calls.clear()
+    data = spec_post("G1")
+    data["media"] = (io.BytesIO(phone_jpeg()), "photo.jpg")
+    assert post(client, key, data, content_type="multipart/form-data").status_code == 201
+    assert route_calls == [centre_of("G1")]  # routed once: the check uses submit_tip's placement
+    assert count(seeded, Photo) == 1 and stored_files(settings)
+
+
+def test_an_unlimited_partner_routes_once(client, key, route_calls):
+    assert post(client, key, spec_post("G2")).status_code == 201
+    assert route_calls == [centre_of("G2")]
+
+
+def test_partner_grids_check_the_point_that_is_kept(client, seeded, settings):
+    """Without lat/long, a photo's GPS places the tip: that point is the one checked."""
+    _pid, key = make_partner(seeded, settings, "Mall", "Mall", grid_paths=["C/T1/V1/G1"])
+    address_only = {k: v for k, v in spec_post().items() if k not in ("lat", "long")}
+    outside = {**address_only, "media": (io.BytesIO(phone_jpeg(gps=centre_of("G4"))), "a.jpg")}
+    resp = post(client, key, outside, content_type="multipart/form-data")
+    assert resp.status_code == 400
+    assert count(seeded, Tip) == 0 and stored_files(settings) == []
+    inside = {**address_only, "media": (io.BytesIO(phone_jpeg(gps=centre_of("G1"))), "b.jpg")}
+    resp = post(client, key, inside, content_type="multipart/form-data")
+    assert resp.status_code == 201, resp.data
+    with seeded() as s:
+        tip = s.scalar(select(Tip))
+    assert tip.grid_path == "C/T1/V1/G1" and tip.location_source == "exif"
+    # Neither a point nor a known place: nothing shows the tip is in the partner's grids.
+    assert post(client, key, address_only).status_code == 400
 
 
 def test_idempotency_key_replays_the_same_request(client, key, seeded):
@@ -315,24 +372,81 @@ def test_idempotency_key_replays_the_same_request(client, key, seeded):
     assert count(seeded, Tip) == 1
 
 
-def test_rate_limit_per_key_is_429_with_retry_after(tmp_path, settings, engine, seeded):
+@pytest.fixture
+def limited_app(settings, engine, seeded):
+    """An app whose reporters may send 2 tips a minute and each partner key 4."""
     from app import create_app
 
-    app = create_app(settings.with_(tips_per_minute=2))
-    client = app.test_client()
+    application = create_app(settings.with_(tips_per_minute=2, partner_tips_per_minute=4))
+    yield application
+    application.extensions["tipline"].engine.dispose()
+
+
+def unnamed(**extra) -> dict:
+    """The spec's example without any reporter field: filed as the key's own reporter."""
+    return {k: v for k, v in spec_post(**extra).items() if k not in PERSON}
+
+
+def test_a_partner_key_has_its_own_limit_answered_429_with_retry_after(
+    limited_app, seeded, settings
+):
+    client = limited_app.test_client()
     _pid, key = make_partner(seeded, settings)
-    try:
-        codes = []
-        for n in range(3):
-            data = {k: v for k, v in spec_post(description=f"tip {n}").items() if k not in PERSON}
-            codes.append(post(client, key, data).status_code)
-        assert codes == [201, 201, 429]
-        named = post(client, key, spec_post(description="named"))  # another person, same key
-        assert named.status_code == 429
-        assert int(named.headers["Retry-After"]) > 0
-        assert named.json[0]["code"] == 429
-    finally:
-        app.extensions["tipline"].engine.dispose()
+    # The key's own reporter is held to the key's 4, not to a reporter's 2.
+    codes = [post(client, key, unnamed(description=f"tip {n}")).status_code for n in range(3)]
+    assert codes == [201, 201, 201]
+    assert post(client, key, spec_post(description="named")).status_code == 201  # the 4th
+    for fmt in ("json", "xml"):
+        # A person not yet counted, on the same key: the key's budget is spent.
+        over = post(client, key, spec_post(email=f"{fmt}@example.org", locale="en"), fmt=fmt)
+        assert over.status_code == 429
+        assert 1 <= int(over.headers["Retry-After"]) <= 60
+        if fmt == "json":
+            [error] = over.json
+            assert error["code"] == 429 and "at most 4 a minute" in error["description"]
+        else:
+            assert xml(over).findtext("error/code") == "429"
+    assert count(seeded, Tip) == 4
+    # Another partner's key has a budget of its own.
+    _other, other_key = make_partner(seeded, settings, "Guard Post", "Guard Post Ltd")
+    assert post(client, other_key, unnamed()).status_code == 201
+
+
+def test_a_named_person_keeps_a_reporters_limit(limited_app, seeded, settings):
+    client = limited_app.test_client()
+    _pid, key = make_partner(seeded, settings)
+    codes = [post(client, key, spec_post(description=f"tip {n}")).status_code for n in range(3)]
+    assert codes == [201, 201, 429]  # the person's 2 a minute, well within the key's 4
+    assert count(seeded, Tip) == 2
+
+
+def test_a_limiter_outage_lets_partner_requests_through(limited_app, seeded, settings):
+    class Down:
+        def hit(self, *args):
+            raise ConnectionError("redis down")
+
+        peek = hit
+
+    limited_app.extensions["tipline"].limiter = Down()  # Redis unreachable
+    _pid, key = make_partner(seeded, settings)
+    codes = [post(limited_app.test_client(), key, unnamed()).status_code for _ in range(5)]
+    assert codes == [201] * 5  # fail open: no tip is lost to an outage
+
+
+def test_replays_do_not_count_against_the_key(limited_app, seeded, settings):
+    client = limited_app.test_client()
+    _pid, key = make_partner(seeded, settings)
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    first = post(client, key, unnamed(), headers=headers)
+    for _ in range(5):
+        again = post(client, key, unnamed(), headers=headers)
+        assert again.status_code == 201 and again.json == first.json
+    fresh = [
+        post(client, key, unnamed(description=f"tip {n}"), headers={"Idempotency-Key": str(k)})
+        for n, k in enumerate(uuid.uuid4() for _ in range(4))
+    ]
+    assert [r.status_code for r in fresh] == [201, 201, 201, 429]
+    assert count(seeded, Tip) == 4
 
 
 # --- GET requests ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.config import load_settings
 from app.people.services import create_reporter, create_staff_user, issue_reporter_token
 from tests.system import canaries, tally
 from tests.system.harness import WebServer, post_tip, tip_by_description
@@ -139,7 +140,7 @@ def test_tip_flood_from_one_reporter_is_limited_across_workers(system_env, web):
         session.commit()
     canaries.plant("reporter token", token)
     store = redis.Redis.from_url(redis_url)
-    counter = f"tipline:rl:tips:reporter:{reporter_id}"
+    counter = f"{load_settings(system_env.env).redis_prefix}rl:tips:reporter:{reporter_id}"
     store.delete(counter + ":m", counter + ":h")  # a reporter of an earlier run had this id
 
     tips = [(canaries.tip_fields(), str(uuid.uuid4())) for _ in range(100)]
