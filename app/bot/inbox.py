@@ -3,9 +3,12 @@
 A row is `pending` until the unit of work that handles it marks it `done` (in
 the same transaction as the handler's effects), or until it has failed
 `max_attempts` times and becomes `dead`. A claim sets a lease (`available_at`
-in the future, `last_error = "leased"`); when the lease runs out the row is due
-again, so rows of a worker that died are re-run by another after the lease. A
-lone consumer may also release stale leases at start-up.
+in the future, `last_error` = the claimer's lease mark); when the lease runs out
+the row is due again, so rows of a worker that died are re-run by another after
+the lease. The bot process (one per token) marks its leases "leased" and, at
+start-up, releases those its dead predecessor left; `tipline bot --inbox-only`
+processes mark theirs "leased:inbox-only", which only expiry (or their own clean
+stop) gives back, as no process can tell a live one's lease from a dead one's.
 
 Several workers (tasks or processes) may claim at once: rows are locked with
 FOR UPDATE SKIP LOCKED, and a row is claimable only while no earlier pending row
@@ -27,7 +30,8 @@ from app.bot.models import InboxUpdate
 from app.bot.updates import chat_key
 from app.db import insert_unless_exists, utcnow
 
-LEASED = "leased"
+LEASED = "leased"  # by the bot process that holds the per-token lock
+LEASED_INBOX_ONLY = "leased:inbox-only"  # by a `tipline bot --inbox-only` process
 _inbox = InboxUpdate.__table__
 _earlier = _inbox.alias("earlier")
 # An earlier update of the same chat is still waiting (leased, retrying or not yet
@@ -82,6 +86,7 @@ def claim_updates(
     now: dt.datetime | None = None,
     lease_seconds: float = 120,
     limit: int = 100,
+    mark: str = LEASED,
 ) -> list[Claimed]:
     """Lease due pending rows that head their chat (oldest update first); count the attempt."""
     now = now or utcnow()
@@ -100,7 +105,7 @@ def claim_updates(
         .values(
             attempts=_inbox.c.attempts + 1,
             available_at=now + dt.timedelta(seconds=lease_seconds),
-            last_error=LEASED,
+            last_error=mark,
         )
     )
     return [Claimed(r.id, r.update_id, r.attempts + 1, r.payload) for r in rows]
@@ -166,20 +171,28 @@ def fail_update(
     return dead
 
 
-def retry_now(session: Session, inbox_id: int) -> None:
-    """Make a leased row due again at once (a harmless race lost, not a failure)."""
-    session.execute(
+def retry_now(session: Session, inbox_ids: list[int]) -> int:
+    """Give leased rows back, due at once and the attempt uncounted; return how many.
+
+    For a harmless race lost (not a failure), and for rows a stopping worker claimed
+    but never started: another worker takes them now, not when the lease runs out.
+    """
+    if not inbox_ids:
+        return 0
+    result = session.execute(
         update(_inbox)
-        .where(_inbox.c.id == inbox_id, _inbox.c.status == "pending")
+        .where(_inbox.c.id.in_(inbox_ids), _inbox.c.status == "pending")
         .values(available_at=utcnow(), attempts=_inbox.c.attempts - 1, last_error=None)
     )
+    return result.rowcount
 
 
 def release_leases(session: Session, *, now: dt.datetime | None = None) -> int:
-    """Make rows leased by a consumer that died due now.
+    """Make rows the bot process's dead predecessor had leased due now.
 
-    Only a lone consumer may call this (the bot holding the per-token lock): with
-    several workers, another's live leases would be broken; lease expiry recovers.
+    Only the bot holding the per-token lock may call this, and it releases only its
+    own mark: an inbox-only process's leases may be live (it is handling them), so
+    those come back by expiry alone.
     """
     result = session.execute(
         update(_inbox)

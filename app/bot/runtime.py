@@ -13,6 +13,23 @@ second `tipline bot` exits at once. It keeps Telegram's global sending limit in
 one pacer and runs the timed jobs once. Updates of one chat are handled in order
 (the inbox hands out only a chat's oldest pending update); chats are handled side
 by side, and in webhook mode by `bot_inbox_workers` claiming workers.
+
+Scale-out in webhook mode on PostgreSQL: `tipline bot --inbox-only` processes (any
+number, any host) run only the inbox workers, beside the one bot process:
+
+    bot_inbox ──claim (lease "leased:inbox-only")──▶ plan │ fetch │ apply + done + replies
+        replies: outbox rows left pending ──▶ the bot process's sender (claims in id order)
+        callback answers, edits, deletions, replies to chats without a reporter: sent
+        directly after the commit, best effort, as the bot process does
+
+No lock, no polling, no sender, no timed jobs, no webhook calls. A reporter's
+replies all leave through the one sender and its pacer, in outbox id order, which
+is update order within a chat (an update is claimable only after its chat's
+previous one committed); the bot process leases its own replies at once only when
+no earlier reply to that reporter is still pending. On SIGTERM every process stops
+claiming, lets each chat finish the update under way (STOP_GRACE_SECONDS), and
+gives back the rows it claimed but never started; a killed process's rows come
+back when their lease runs out.
 """
 
 from __future__ import annotations
@@ -38,7 +55,7 @@ from app.bot import conversation, inbox
 from app.bot.client import TelegramClient, make_client
 from app.bot.conversation import Env, Fetched, Message
 from app.bot.sender import Pacer, Sender, claim_replies, nap, release_sending, retry_seconds
-from app.bot.services import StaleDraft, expired_drafts, settled_albums
+from app.bot.services import StaleDraft, expired_drafts, queue_reply, settled_albums
 from app.bot.updates import Incoming, chat_key, read_update, sanitise_update
 from app.config import Settings
 from app.db import make_engine, make_session_factory, read_only, unit_of_work, utcnow
@@ -52,11 +69,30 @@ from app.reports.storage import make_media_store
 
 log = logging.getLogger("tipline.bot")
 LEASE_SECONDS = 120
-MAX_QUEUED = 200
+MAX_QUEUED = 200  # claimed rows one process holds (polling: a whole getUpdates batch)
+# Webhook mode: a process claims only what it can start soon (the thread pool has 8), so
+# other inbox processes find work instead of waiting while one holds every chat's head.
+WEBHOOK_HOLD = 32
+STOP_GRACE_SECONDS = 8.0  # on stop, how long a chat may take to finish its update
 
 
 class AlreadyRunning(RuntimeError):
     """Another bot process holds this token."""
+
+
+def inbox_only_refusal(settings: Settings) -> str | None:
+    """Say why `tipline bot --inbox-only` cannot run with these settings (None: it can)."""
+    if not settings.telegram_webhook_secret:
+        return (
+            "--inbox-only needs webhook mode (TELEGRAM_WEBHOOK_SECRET set): in polling mode "
+            "the one bot process takes the updates from Telegram and handles them itself"
+        )
+    if make_url(settings.database_url).get_backend_name() != "postgresql":
+        return (
+            "--inbox-only needs PostgreSQL: SQLite has one writer, so more processes "
+            "would only queue for its write lock; run one `tipline bot` instead"
+        )
+    return None
 
 
 def _where(exc: BaseException) -> str:
@@ -115,10 +151,20 @@ def consumer_lock(settings: Settings, engine: Engine) -> Iterator[Callable[[], b
 class BotRuntime:
     """Everything the bot process runs, on one asyncio loop with a small thread pool."""
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None, client=None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        client=None,
+        inbox_only: bool = False,
+    ):
         if not settings.telegram_bot_token:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        if inbox_only and (refusal := inbox_only_refusal(settings)):
+            raise ValueError(refusal)
         self.settings = settings
+        self.inbox_only = inbox_only
         self._own_engine = engine is None
         self.engine = engine or make_engine(
             settings.database_url,
@@ -130,7 +176,12 @@ class BotRuntime:
         self.store = make_media_store(settings)
         self.client: TelegramClient = client or make_client(settings)
         self.webhook_mode = bool(settings.telegram_webhook_secret)
+        self._hold = WEBHOOK_HOLD if self.webhook_mode else MAX_QUEUED
+        self._lease_mark = inbox.LEASED_INBOX_ONLY if inbox_only else inbox.LEASED
         self.stop_event: asyncio.Event | None = None
+        self._stopping = False  # no more claims, and no chat starts another update
+        self._unstarted: list[int] = []  # inbox rows claimed, then given back at stop
+        self.handled = 0  # updates this process finished (logged at stop)
         self._queues: dict[object, deque] = {}
         self._queued = 0
         self._drains: set[asyncio.Task] = set()
@@ -151,13 +202,14 @@ class BotRuntime:
         self._worker_wake = asyncio.Event()
         configure_decode_slots(self.settings.decode_slots)
         pacer = Pacer(self.settings.bot_send_per_second, self.settings.bot_chat_interval_seconds)
+        # Inbox-only: the sender's loop never runs; its pacer spaces direct replies.
         self.sender = Sender(self.client, self.sessions, pacer, read_sessions=self.read_sessions)
         try:
-            await self._run_locked()
+            await (self._run_inbox_only() if self.inbox_only else self._run_locked())
         finally:
             if self._own_engine:
                 self.engine.dispose()
-            log.info("bot stopped")
+            log.info("bot stopped (%d updates handled here)", self.handled)
 
     async def _run_locked(self) -> None:
         with consumer_lock(self.settings, self.engine) as alive:
@@ -171,9 +223,7 @@ class BotRuntime:
             # Webhook mode: several inbox workers claim side by side (the inbox keeps each
             # chat in order). Polling: one, as Telegram allows one getUpdates consumer.
             workers = max(1, s.bot_inbox_workers) if self.webhook_mode else 1
-            tasks = [
-                *(asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(workers)),
-                asyncio.create_task(self.sender.run(), name="sender"),
+            jobs = [
                 self._every(s.bot_album_settle_seconds / 2, self._settle_albums),
                 self._every(20, self._expire_drafts),
                 self._every(s.bot_clock_seconds, self._run_clock),
@@ -182,19 +232,67 @@ class BotRuntime:
                 self._every(5, self._deliver_webhooks),
             ]
             if not self.webhook_mode:
-                tasks.append(asyncio.create_task(self._poll(), name="poller"))
-            stop = asyncio.create_task(self.stop_event.wait())
+                jobs.append(asyncio.create_task(self._poll(), name="poller"))
+            await self._serve(
+                workers=self._start_workers(workers),
+                jobs=jobs,
+                sender=asyncio.create_task(self.sender.run(), name="sender"),
+            )
+
+    async def _run_inbox_only(self) -> None:
+        """Only claim and handle inbox rows, beside the bot process (which sends the replies)."""
+        await self.client.initialize()  # no deleteWebhook, no getUpdates: never
+        self.running = True
+        workers = max(1, self.settings.bot_inbox_workers)
+        log.info("bot started (inbox only, %d workers)", workers)
+        await self._serve(workers=self._start_workers(workers), jobs=[], sender=None)
+
+    def _start_workers(self, count: int) -> list[asyncio.Task]:
+        return [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(count)]
+
+    async def _serve(self, *, workers: list, jobs: list, sender: asyncio.Task | None) -> None:
+        """Run until stop() (or a task fails), then wind down: claims, chats, sends."""
+        stop = asyncio.create_task(self.stop_event.wait())
+        running = [stop, *workers, *jobs, *([sender] if sender else [])]
+        try:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop and task.exception():
+                    raise task.exception()
+        finally:
+            for task in [stop, *jobs]:
+                task.cancel()
+            await asyncio.gather(stop, *jobs, return_exceptions=True)
+            await self._wind_down(workers)
+            if sender is not None:  # it ran on while the chats finished, sending their replies
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.client.shutdown()
+
+    async def _wind_down(self, workers: list[asyncio.Task]) -> None:
+        """Stop claiming, let each chat finish the update under way, give back the rest.
+
+        A claim in flight completes (cancelling it would leave its rows leased for the
+        whole lease); rows a chat had not started are released for another process. An
+        update still not finished after the grace keeps its lease: it may yet commit.
+        """
+        self._stopping = True
+        self._worker_wake.set()
+        pending = [*workers, *self._drains]
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS)
+        late = [*workers, *self._drains]
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        given_back, self._unstarted = self._unstarted, []
+        if given_back:
             try:
-                done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task is not stop and task.exception():
-                        raise task.exception()
-            finally:
-                for task in [stop, *tasks, *self._drains]:
-                    task.cancel()
-                await asyncio.gather(stop, *tasks, *self._drains, return_exceptions=True)
-                with contextlib.suppress(Exception):
-                    await self.client.shutdown()
+                await asyncio.to_thread(self._retry_now, given_back)
+                log.info("gave back %d claimed updates", len(given_back))
+            except Exception as exc:  # their leases run out instead
+                log.warning("claimed updates not given back: %s", _where(exc))
 
     def stop(self) -> None:
         """Ask the bot to stop; safe from any thread."""
@@ -270,20 +368,25 @@ class BotRuntime:
             inbox.store_updates(session, payloads)
             if not claim:
                 return []
-            return inbox.claim_updates(session, lease_seconds=LEASE_SECONDS, limit=claim)
+            return inbox.claim_updates(
+                session, lease_seconds=LEASE_SECONDS, limit=claim, mark=self._lease_mark
+            )
 
     # --- handling updates --------------------------------------------------------------------
 
     async def _work(self) -> None:
         """Claim due rows the poller did not hand over (retries, webhook mode, a restart)."""
-        while True:
+        while not self._stopping:
             self._worker_wake.clear()
-            if self._queued < MAX_QUEUED:
-                self._enqueue(await asyncio.to_thread(self._claim, MAX_QUEUED - self._queued))
+            if self._queued < self._hold:
+                self._enqueue(await asyncio.to_thread(self._claim, self._hold - self._queued))
             await nap(self._worker_wake, 0.25)
 
     def _enqueue(self, claimed: list[inbox.Claimed]) -> None:
         """Hand claimed rows to per-chat queues: one chat in update order, chats side by side."""
+        if self._stopping:  # a claim that was under way when the stop came
+            self._unstarted.extend(row.id for row in claimed)
+            return
         for row in claimed:
             key = chat_key(row.payload) or ("update", row.update_id)
             queue = self._queues.get(key)
@@ -303,20 +406,26 @@ class BotRuntime:
             if not inbox.any_due(session):
                 return []
         with unit_of_work(self.sessions) as session:
-            return inbox.claim_updates(session, lease_seconds=LEASE_SECONDS, limit=limit)
+            return inbox.claim_updates(
+                session, lease_seconds=LEASE_SECONDS, limit=limit, mark=self._lease_mark
+            )
 
     async def _drain(self, key) -> None:
         queue = self._queues[key]
+        started = None
         try:
-            while queue:
-                row = queue[0]
+            while queue and not self._stopping:
+                row = started = queue[0]
                 try:
                     await self.process(row)
                 except Exception as exc:  # never let one chat's queue die silently
                     log.error("update %d not processed: %s", row.update_id, _where(exc))
                 queue.popleft()
+                started = None
                 self._queued -= 1
         finally:
+            # Stopping: rows not begun go back; one cut off mid-way keeps its lease.
+            self._unstarted.extend(row.id for row in queue if row is not started)
             self._queued -= len(queue)
             self._queues.pop(key, None)
             self._note_busy()
@@ -335,13 +444,17 @@ class BotRuntime:
             effects, replies = await asyncio.to_thread(self._apply, row, inc, plan, fetched)
             fault_point("update_applied")  # tests/system: committed, replies not sent
         except (StaleDraft, inbox.AlreadyHandled):
-            await asyncio.to_thread(self._retry_now, row.id)
+            await asyncio.to_thread(self._retry_now, [row.id])
             self._worker_wake.set()
             return
         except Exception as exc:
             await self._failed(row, inc, plan, exc)
             return
-        self.sender.push(replies)
+        self.handled += 1
+        if replies:
+            self.sender.push(replies)
+        elif effects.replies and not self.inbox_only:
+            self.sender.kick()  # held back behind an earlier reply: the claim keeps the order
         await self._perform(inc, effects)
 
     def _plan(self, inc: Incoming) -> conversation.Plan:
@@ -349,17 +462,23 @@ class BotRuntime:
             return conversation.plan_update(session, self.settings, inc)
 
     def _apply(self, row, inc, plan, fetched) -> tuple[conversation.Effects, list]:
-        """The update's one transaction: its changes, its replies (leased to us), done."""
+        """The update's one transaction: its changes, its replies (leased to us), done.
+
+        An inbox-only process leases no replies: it has no sender, the bot process's
+        sender claims them.
+        """
         env = Env(self.settings, self.store, utcnow())
         with unit_of_work(self.sessions) as session:
             effects = conversation.apply_update(session, env, inc, plan, fetched)
-            replies = claim_replies(session, effects.replies, now=env.now)
+            replies = []
+            if not self.inbox_only:
+                replies = claim_replies(session, effects.replies, now=env.now)
             inbox.finish_update(session, row.id, now=env.now)
         return effects, replies
 
-    def _retry_now(self, inbox_id: int) -> None:
+    def _retry_now(self, inbox_ids: list[int]) -> None:
         with unit_of_work(self.sessions) as session:
-            inbox.retry_now(session, inbox_id)
+            inbox.retry_now(session, inbox_ids)
 
     async def _fetch(self, plan, inc: Incoming) -> Fetched:
         """Download what the update needs before any transaction starts."""
@@ -396,12 +515,15 @@ class BotRuntime:
     async def _failed(self, row, inc: Incoming, plan, exc: Exception) -> None:
         where = _where(exc)
         log.warning("update %d failed (attempt %d): %s", row.update_id, row.attempts, where)
-        dead = await asyncio.to_thread(self._fail, row.id, where)
+        reporter = plan.reporter if plan and inc.chat_id is not None and inc.private else None
+        dead = await asyncio.to_thread(self._fail, row, where, reporter)
         if dead:
             log.error("update %d dead-lettered after %d attempts", row.update_id, row.attempts)
             if inc.chat_id is not None and inc.private:
-                locale = plan.reporter.locale if plan and plan.reporter else "zh"
-                await self.sender.send_direct(inc.chat_id, t("bot.error.dead", locale))
+                if reporter is None:  # nobody to queue it to: straight to the chat
+                    await self.sender.send_direct(inc.chat_id, t("bot.error.dead", "zh"))
+                elif not self.inbox_only:
+                    self.sender.kick()
                 if inc.callback_id:
                     await self._best_effort(
                         "answerCallbackQuery", callback_query_id=inc.callback_id
@@ -409,15 +531,24 @@ class BotRuntime:
         else:
             self._worker_wake.set()
 
-    def _fail(self, inbox_id: int, error: str) -> bool:
+    def _fail(self, row: inbox.Claimed, error: str, reporter) -> bool:
+        """Count the failure; when it dead-letters the row, queue the reporter's apology with it.
+
+        Queued in the same transaction, the apology goes out once, after the replies
+        before it, from whichever process the update failed in.
+        """
         with unit_of_work(self.sessions) as session:
-            return inbox.fail_update(
+            dead = inbox.fail_update(
                 session,
-                inbox_id,
+                row.id,
                 error=error,
                 max_attempts=self.settings.bot_max_attempts,
                 retry_base_seconds=self.settings.bot_retry_base_seconds,
             )
+            if dead and reporter is not None:
+                text = t("bot.error.dead", reporter.locale)
+                queue_reply(session, reporter.id, text, dedupe_key=f"upd:{row.update_id}:dead")
+            return dead
 
     async def _best_effort(self, method: str, **params) -> None:
         try:
@@ -477,7 +608,11 @@ class BotRuntime:
         except ImportError:  # the response clock is not installed in this build
             return
         if self._clock_lock is None:
-            self._clock_lock = clock_lock(self.settings.redis_url, self.settings.bot_clock_seconds)
+            self._clock_lock = clock_lock(
+                self.settings.redis_url,
+                self.settings.bot_clock_seconds,
+                prefix=self.settings.redis_prefix,
+            )
         escalated = self._clock_lock.run(self.sessions, lambda s: run_clock(s, now=utcnow()))
         if escalated:
             self._kick_sender()
@@ -496,12 +631,12 @@ class BotRuntime:
             self._loop.call_soon_threadsafe(self.sender.kick)
 
 
-def run_bot(settings: Settings) -> None:
-    """`tipline bot`: run until SIGTERM or SIGINT."""
+def run_bot(settings: Settings, *, inbox_only: bool = False) -> None:
+    """`tipline bot [--inbox-only]`: run until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def main() -> None:
-        runtime = BotRuntime(settings)
+        runtime = BotRuntime(settings, inbox_only=inbox_only)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runtime.stop)

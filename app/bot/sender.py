@@ -2,7 +2,9 @@
 
 Pace (Telegram's limits): notifications at most `bot_send_per_second` in any one-second
 window overall; replies in a conversation are not held back by that budget (see Pacer);
-one message per `bot_chat_interval_seconds` to any chat. A 429
+one message per `bot_chat_interval_seconds` to any chat, and never two to one chat at
+once, so a slow send is not overtaken by the next and a chat's messages arrive in the
+order they were queued (outbox id order: the claim's order). A 429
 holds that chat for its `retry_after` and puts the row back without counting an
 attempt; a 403 (the reporter blocked the bot) or a 400 fails the row for good;
 network errors retry with backoff. A row is claimed (lease, `last_error =
@@ -22,7 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 from telegram.error import BadRequest, Forbidden, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
@@ -133,12 +135,31 @@ def claim_replies(
     now: dt.datetime | None = None,
     lease_seconds: float = 60,
 ) -> list[Outgoing]:
-    """Lease replies just queued in this transaction, so they go out without another claim."""
+    """Lease replies just queued in this transaction, so they go out without another claim.
+
+    Not while an earlier reply to the same recipient is still pending (queued by an
+    inbox-only process, which leaves its replies to the claim, or not sent yet): these
+    rows are then left to the sender's claim, which takes due rows in id order, so a
+    chat's replies keep their order whichever process handled each update. (A reply
+    waiting for its retry is not due, and is overtaken, as before.)
+    """
     if not dedupe_keys:
         return []
     rows = session.execute(
         select(_outbox).where(_outbox.c.dedupe_key.in_(dedupe_keys), _outbox.c.status == "pending")
     ).all()
+    if not rows:
+        return []
+    earlier = select(_outbox.c.id).where(
+        _outbox.c.status == "pending",
+        _outbox.c.template == REPLY_TEMPLATE,
+        tuple_(_outbox.c.recipient_kind, _outbox.c.recipient_id).in_(
+            {(r.recipient_kind, r.recipient_id) for r in rows}
+        ),
+        _outbox.c.id < min(r.id for r in rows),
+    )
+    if session.scalar(earlier.limit(1)) is not None:
+        return []
     return _lease(session, rows, now or utcnow(), lease_seconds)
 
 
@@ -304,6 +325,7 @@ class Sender:
         self._claim_now = False
         self.max_in_flight = 16  # hides network latency; the pace is counted at the real start
         self._tasks: set[asyncio.Task] = set()
+        self._sending: set[str] = set()  # chats with a send under way
 
     def kick(self) -> None:
         """Rows were queued elsewhere (a timed job, the workflow): look now, not at next poll."""
@@ -338,6 +360,8 @@ class Sender:
             await self.send(item.chat_id, item.text, item.markup)
         except Exception as exc:  # every outcome is recorded, or the row waits for its lease
             error = exc
+        finally:
+            self._sending.discard(item.chat_id)
         kind, detail, delay = outcome_of(error, item.attempts)
         if kind == "retry" and detail == "retry_after":
             self.pacer.hold(item.chat_id, delay)
@@ -362,11 +386,14 @@ class Sender:
         for item in list(self._queue):
             if len(self._tasks) >= self.max_in_flight:
                 break  # a task ending wakes the loop
+            if item.chat_id in self._sending:
+                continue  # the chat's previous message is still on its way; its end wakes us
             pause = self.pacer.delay(item.chat_id, bulk=item.bulk)
             if pause > 0:
                 wait = pause if wait is None else min(wait, pause)
                 continue
             self.pacer.take(item.chat_id, bulk=item.bulk)
+            self._sending.add(item.chat_id)
             self._queue.remove(item)
             task = asyncio.create_task(self._deliver(item))
             self._tasks.add(task)
