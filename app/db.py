@@ -92,7 +92,7 @@ def has_writer_lock(engine: Engine) -> bool:
 class Reads:
     """Where the reads before a write go, opened at the first read (a refusal may need none).
 
-    `apart`: on a snapshot of its own, so a write committed after it is not seen.
+    `apart`: outside the write transaction, so a write committed after a read is not seen.
     """
 
     def __init__(self, session: Session, stack: ExitStack, apart: bool):
@@ -104,9 +104,8 @@ class Reads:
         if self._conn is None:
             if self.apart:
                 conn = self._stack.enter_context(self._session.get_bind().connect())
-                conn.execution_options(sqlite_begin="DEFERRED")
-                self._stack.enter_context(conn.begin())
-                self._conn = conn
+                # No BEGIN: each read is its own snapshot, and nothing here needs two to agree.
+                self._conn = conn.execution_options(sqlite_begin="NONE")
             else:
                 self._conn = self._session.connection()
         return self._conn
@@ -118,7 +117,8 @@ def reads_before_write(session: Session) -> Iterator[Reads]:
 
     The write session of a SQLite file begins with BEGIN IMMEDIATE: reading through it
     would hold the one writer lock every worker queues for while the request reads,
-    decodes and routes. Those reads get a deferred snapshot of their own instead.
+    decodes and routes. Those reads go through a connection of their own instead, each
+    statement in autocommit (its own read snapshot; WAL readers take no lock).
     Elsewhere (PostgreSQL, an in-memory database, a session already in its transaction)
     they use the session's connection.
     """

@@ -75,8 +75,13 @@ def _pragmas(dbapi_conn, _record) -> None:
 
 
 def _begin(conn) -> None:
-    """Start write transactions with BEGIN IMMEDIATE: deferred ones lose updates under load."""
+    """Start write transactions with BEGIN IMMEDIATE: deferred ones lose updates under load.
+
+    `sqlite_begin`: "DEFERRED" for read-only work, "NONE" for reads each in autocommit.
+    """
     mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    if mode == "NONE":
+        return
     if mode != "DEFERRED":
         conn.connection.dbapi_connection.acquire_writer_lock()
     conn.exec_driver_sql(f"BEGIN {mode}")

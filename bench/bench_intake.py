@@ -8,6 +8,8 @@ Prints medians of several alternating rounds and the ratios QUALITY.md targets.
 from __future__ import annotations
 
 import argparse
+import http.client
+import itertools
 import json
 import random
 import re
@@ -15,16 +17,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.databases import temporary_schema
-from bench.report import PG_URL, compare, median, save
-from bench.servers import free_port, prepare, start_gunicorn, stop
+from bench.report import PG_URL, ROOT, compare, median, save
+from bench.servers import BIN, free_port, prepare, start_gunicorn, stop
 
 # Realistic traffic (issue 8): 360 drivers and volunteers spread over the 30 × 20 km demo
 # city, eleven categories with their rough share of real tips, and about one tip in twenty
@@ -181,6 +186,101 @@ def load_python(url: str, seconds: int, connections: int) -> tuple[float, float]
     return len(latencies) / seconds, latencies[int(len(latencies) * 0.99) - 1]
 
 
+def reporter_tokens(env: dict, base_url: str, count: int) -> list[str]:
+    """Sign in `count` volunteers (an invite each, redeemed through the API): their tokens."""
+    codes = subprocess.run(
+        [str(BIN / "tipline"), "invites", "create", "--role", "volunteer", "--count", str(count)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    tokens = []
+    for code in codes:
+        req = urllib.request.Request(  # noqa: S310 (loopback only)
+            f"{base_url}/api/v1/reporters",
+            data=json.dumps({"invite": code}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req) as resp:  # noqa: S310 (loopback only)
+            tokens.append(json.load(resp)["token"])
+    return tokens
+
+
+def photo_stream(base_url: str, tokens: list[str], photo: bytes, stop: threading.Event) -> dict:
+    """Post signed-in photo tips back to back until stopped, each token in turn."""
+    host, port = base_url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    sent = refused = 0
+    for n in itertools.count():
+        if stop.is_set():
+            break
+        boundary = f"bench{n}"
+        fields = tip_body(5_000_000 + n)
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in fields.items()
+        ]
+        body = (
+            "".join(parts).encode()
+            + f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; '
+            f'filename="p.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
+            + photo
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": f"Bearer {tokens[n % len(tokens)]}",
+        }
+        conn.request("POST", "/api/v1/tips", body, headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status == 201:
+            sent += 1
+        else:
+            refused += 1
+    conn.close()
+    return {"sent": sent, "refused": refused}
+
+
+def measure_mixed(args, tmp: Path, script: Path) -> dict[str, list]:
+    """Text tips under wrk with and without signed-in photo tips arriving alongside (SQLite).
+
+    The photo tips (the form's size: 2016 × 1512) are decoded by the same two workers; a
+    text tip then waits for the CPU either way, and for the writer lock too if a photo tip
+    held it while decoding. Rounds alternate: text alone, text beside the photo stream.
+    """
+    from bench.bench_photos import make_photo
+
+    env = prepare(f"sqlite:///{tmp / 'mixed.db'}", tmp / "media-mixed")
+    port = free_port()
+    proc = start_gunicorn("wsgi:app", env, port, workers=args.workers)
+    base_url = f"http://127.0.0.1:{port}"
+    photo = make_photo(2016, 1512)
+    results: dict[str, list] = {"alone": [], "beside_photos": [], "photos": []}
+    try:
+        # 10 tips a minute per reporter: enough of them that no photo tip is refused.
+        tokens = reporter_tokens(env, base_url, 100)
+        for r in range(args.rounds):
+            for name in ("alone", "beside_photos") if r % 2 == 0 else ("beside_photos", "alone"):
+                halt = threading.Event()
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    stream = None
+                    if name == "beside_photos":
+                        stream = pool.submit(photo_stream, base_url, tokens, photo, halt)
+                        time.sleep(0.5)  # the stream under way before the text load starts
+                    rps, p99 = load_wrk(f"{base_url}/api/v1/tips", args.seconds, 6, script)
+                    halt.set()
+                    if stream is not None:
+                        results["photos"].append(stream.result())
+                results[name].append((rps, p99))
+                print(f"mixed round {r + 1} {name:14s} {rps:8.1f} req/s  p99 {p99:7.1f} ms")
+    finally:
+        stop(proc)
+    return results
+
+
 def measure(db: str, args, tmp: Path, script: Path, use_wrk: bool) -> dict[str, list]:
     """Alternate rounds of load on the Tipline and bare servers; per-round (req/s, p99 ms)."""
     with ExitStack() as stack:
@@ -231,6 +331,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--no-mixed",
+        action="store_true",
+        help="skip the text-beside-photo-tips row (SQLite, needs wrk)",
+    )
     args = parser.parse_args()
 
     use_wrk = shutil.which("wrk") is not None
@@ -267,6 +372,27 @@ def main() -> None:
                     "bare insert",
                     goal=("<=", 3.0),
                     runs={k: v for k, v in runs.items() if k.endswith("ms")},
+                )
+            )
+        if use_wrk and not args.no_mixed:
+            mixed = measure_mixed(args, tmp, script)
+            sent = sum(p["sent"] for p in mixed["photos"])
+            refused = sum(p["refused"] for p in mixed["photos"])
+            rows.append(
+                compare(
+                    "text tips beside signed-in photo tips, sqlite: p99 latency",
+                    median([x[1] for x in mixed["beside_photos"]]),
+                    median([x[1] for x in mixed["alone"]]),
+                    "ms",
+                    "text tips alone",
+                    runs={
+                        "beside_photos_p99_ms": [x[1] for x in mixed["beside_photos"]],
+                        "alone_p99_ms": [x[1] for x in mixed["alone"]],
+                        "beside_photos_rps": [x[0] for x in mixed["beside_photos"]],
+                        "alone_rps": [x[0] for x in mixed["alone"]],
+                        "photo_tips_stored": [sent],
+                        "photo_tips_refused": [refused],
+                    },
                 )
             )
     finally:

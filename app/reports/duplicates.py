@@ -176,29 +176,6 @@ _JOIN_INCIDENT = (
 )
 
 
-# Tips committed since an earlier read, and the current incident of the nearby tips it
-# found: a primary-key range (normally empty or a row or two) and a few key lookups.
-_SINCE = select(
-    _tips.c.id,
-    _tips.c.category_id,
-    _tips.c.received_at,
-    _tips.c.latitude,
-    _tips.c.longitude,
-    _tips.c.incident_id,
-    _tips.c.text_hash,
-).where(or_(_tips.c.id > bindparam("after"), _tips.c.id.in_(bindparam("ids", expanding=True))))
-_NEWEST = select(func.max(_tips.c.id))
-
-
-@dataclass(frozen=True)
-class WindowRead:
-    """The place and text checks read before the write transaction, up to tip `newest_id`."""
-
-    near_rows: list
-    text_rows: list
-    newest_id: int
-
-
 @dataclass
 class LinkPlan:
     """What the checks found for a tip about to be stored: its flags, incident and links."""
@@ -373,72 +350,6 @@ def _read_checks(
     return near_rows, text_rows
 
 
-def read_window(
-    conn: Connection,
-    settings: Settings,
-    *,
-    category_id: int,
-    latitude: float | None,
-    longitude: float | None,
-    received_at: dt.datetime,
-    text_digest: str | None,
-) -> WindowRead:
-    """Read the place and text checks ahead of the write, noting the newest tip they saw.
-
-    For a SQLite file (app/db.py reads_before_write): the window scan then runs outside
-    the one writer lock, and plan_links inside it reads only what was committed since.
-    """
-    newest = conn.execute(_NEWEST).scalar() or 0
-    near_rows, text_rows = _read_checks(
-        conn,
-        settings,
-        category_id=category_id,
-        latitude=latitude,
-        longitude=longitude,
-        received_at=received_at,
-        text_digest=text_digest,
-    )
-    return WindowRead(near_rows, text_rows, newest)
-
-
-def _catch_up(
-    conn: Connection,
-    settings: Settings,
-    earlier: WindowRead,
-    *,
-    category_id: int,
-    latitude: float | None,
-    longitude: float | None,
-    received_at: dt.datetime,
-    text_digest: str | None,
-) -> tuple[list, list]:
-    """Bring an earlier read up to date: the tips committed since, current incidents."""
-    rows = conn.execute(
-        _SINCE, {"after": earlier.newest_id, "ids": [r.id for r in earlier.near_rows]}
-    ).all()
-    current = {r.id: r for r in rows}
-    # A nearby tip merged or removed since is read afresh or left out.
-    near_rows = [current[r.id] for r in earlier.near_rows if r.id in current]
-    text_rows = list(earlier.text_rows)
-    newer = sorted((r for r in rows if r.id > earlier.newest_id), key=lambda r: -r.id)
-    if latitude is not None and longitude is not None and newer:
-        box = _nearby_params(settings, category_id, latitude, longitude, received_at)
-        near_rows += [
-            r
-            for r in newer
-            if r.category_id == category_id
-            and r.latitude is not None
-            and box["south"] <= r.latitude <= box["north"]
-            and box["west"] <= r.longitude <= box["east"]
-            and box["since"] <= r.received_at <= box["until"]
-        ]
-    if text_digest and newer:
-        since = received_at - REPEAT_TEXT_BY_REPORTER
-        same = [r for r in newer if r.text_hash == text_digest and r.received_at >= since]
-        text_rows = (same + text_rows)[: max(LINKS_PER_KIND, REPEAT_TEXT_COUNT)]
-    return near_rows, text_rows
-
-
 def plan_links(
     conn: Connection,
     settings: Settings,
@@ -450,27 +361,22 @@ def plan_links(
     received_at: dt.datetime,
     text_digest: str | None,
     phashes: list[str],
-    earlier: WindowRead | None = None,
 ) -> LinkPlan:
     """Run the three checks for a tip about to be inserted; join its incident already.
 
     Runs before the insert so the tip row is written once, with its flags and incident.
-    With `earlier` (read_window before the write transaction), only the tips committed
-    since and the incidents of the nearby tips it found are read here.
     """
     plan = LinkPlan()
     located = latitude is not None and longitude is not None
-    checks = dict(
+    near_rows, text_rows = _read_checks(
+        conn,
+        settings,
         category_id=category_id,
         latitude=latitude,
         longitude=longitude,
         received_at=received_at,
         text_digest=text_digest,
     )
-    if earlier is None:
-        near_rows, text_rows = _read_checks(conn, settings, **checks)
-    else:
-        near_rows, text_rows = _catch_up(conn, settings, earlier, **checks)
     if located:
         near = _nearest_first(settings, near_rows, latitude, longitude)
         if near:

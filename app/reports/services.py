@@ -28,7 +28,7 @@ from app.reports import idempotency
 from app.reports.abuse import check_reporter_allowed, check_submission_rate
 from app.reports.categories import active_category
 from app.reports.clock import start_clock
-from app.reports.duplicates import plan_links, read_window, text_hash, write_links
+from app.reports.duplicates import plan_links, text_hash, write_links
 from app.reports.errors import InvalidTip, RateLimited, TipNotFound, TooManyPhotos
 from app.reports.models import Photo, Tip, TipEvent
 from app.reports.photos import ProcessedPhoto, process_photo_bounded
@@ -277,17 +277,6 @@ def _prepare(
     return _Prepared(values, stored, placement, owner, receipt, lat, lon, located)
 
 
-def _checks(p: _Prepared, category, now: dt.datetime) -> dict:
-    """The duplicate checks' arguments for a prepared tip (app/reports/duplicates.py)."""
-    return dict(
-        category_id=category.id,
-        latitude=p.latitude if p.located else None,
-        longitude=p.longitude if p.located else None,
-        received_at=now,
-        text_digest=p.values["text_hash"],
-    )
-
-
 def _key_is_stored(conn: Connection, settings: Settings, scope: str, key: str) -> bool:
     """True when a request with this Idempotency-Key was already stored (a replay)."""
     records = idempotency.records
@@ -312,6 +301,7 @@ def submit_tip(
     limiter: RateLimiter | None = None,
     client_key: str | None = None,
     check_placement: Callable[[Placement], None] | None = None,
+    processed: list[ProcessedPhoto] | None = None,
 ) -> Submission:
     """Store one tip with its cleaned photos in the caller's transaction and say what to answer.
 
@@ -320,7 +310,8 @@ def submit_tip(
     Bans and rate limits (app/reports/abuse.py) are checked before any decoding;
     `client_key` identifies an anonymous caller for the limit (a keyed hash, never an IP).
     `check_placement` sees where the tip routes before any file is written, and may raise
-    to refuse it (an Open311 partner limited to some grids).
+    to refuse it (an Open311 partner limited to some grids). `processed`: the uploads
+    already cleaned, in their order (the bot decodes before its transaction), used as is.
     """
     now = now or utcnow()
     key = idempotency.check_key(idempotency_key)
@@ -331,8 +322,8 @@ def submit_tip(
         )
     # Everything that needs no write is settled before the write transaction begins: on a
     # SQLite file that transaction holds the one writer lock every worker queues for, so
-    # the reads go through a snapshot of their own (app/db.py) and only the duplicate
-    # catch-up and the inserts run inside the lock. The cached lookups (category, grid
+    # the reads go through a connection of their own (app/db.py) and only the duplicate
+    # checks and the inserts run inside the lock. The cached lookups (category, grid
     # layer, urgent words, targets) take the session: a cache hit begins nothing.
     with reads_before_write(session) as reads:
         # Cheap refusals first. A keyed request may be a replay, which must not count
@@ -354,9 +345,9 @@ def submit_tip(
                 fields={"description": ["describe what happened, or add a photo"]},
             )
         anonymous = data.pop("anonymous") or reporter_id is None
-        photos = _process_all(settings, uploads)
+        photos = _process_all(settings, uploads) if processed is None else processed
         category = active_category(session, data["category"])
-        prepared = window = None
+        prepared = None
         if category is not None:
             prepared = _prepare(
                 session,
@@ -373,8 +364,6 @@ def submit_tip(
                 now=now,
                 check_placement=check_placement,
             )
-            if reads.apart:
-                window = read_window(reads.conn, settings, **_checks(prepared, category, now))
     # The hot path speaks Core on the session's connection: the ORM unit of work cost
     # more than the rest of the request (see bench/bench_intake.py).
     conn = session.connection()
@@ -393,10 +382,13 @@ def submit_tip(
     links = plan_links(
         conn,
         settings,
+        category_id=category.id,
         reporter_id=p.owner,
+        latitude=p.latitude if p.located else None,
+        longitude=p.longitude if p.located else None,
+        received_at=now,
+        text_digest=p.values["text_hash"],
         phashes=[ph.phash for ph in photos],
-        earlier=window,
-        **_checks(p, category, now),
     )
     flags = p.values["flags"] + links.flags
     placement, priority, receipt = p.placement, p.values["priority"], p.receipt
