@@ -129,16 +129,17 @@ def reads_before_write(session: Session) -> Iterator[Reads]:
 
 @contextmanager
 def session_before_write(session: Session) -> Iterator[Session]:
-    """An ORM session for lookups that precede the writes (a token), on reads_before_write.
+    """An ORM session for lookups that precede the writes (a token), as reads_before_write.
 
-    What it loads is detached when the block ends: keep ids, not objects.
+    It connects at its first query, if any. What it loads is detached when the block
+    ends: keep ids, not objects.
     """
-    with reads_before_write(session) as reads:
-        if not reads.apart:
-            yield session
-            return
-        with Session(bind=reads.conn) as reader:
-            yield reader
+    engine = session.get_bind()
+    if session.in_transaction() or not has_writer_lock(engine):
+        yield session
+        return
+    with Session(bind=engine.execution_options(sqlite_begin="NONE")) as reader:
+        yield reader
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
