@@ -18,6 +18,16 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+# libpq reads these from the environment; the URL's query may carry them.
+LIBPQ_QUERY_VARS = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "options": "PGOPTIONS",
+}
+
 
 class BackupFailed(RuntimeError):
     """The backup could not be made; PATH is untouched."""
@@ -29,14 +39,19 @@ def backup_database(url: str, dest: Path) -> str:
     dest = Path(dest)
     if not dest.parent.is_dir():
         raise BackupFailed(f"{dest.parent} is not a directory")
-    if parsed.get_backend_name() == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise BackupFailed("an in-memory database has nothing to back up")
-        _atomically(dest, lambda tmp: _sqlite_backup(parsed.database, tmp))
-        return "sqlite online backup"
-    if parsed.get_backend_name() == "postgresql":
-        _atomically(dest, lambda tmp: _pg_dump(parsed, tmp))
-        return "pg_dump --format=custom"
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if not parsed.database or parsed.database == ":memory:":
+                raise BackupFailed("an in-memory database has nothing to back up")
+            _atomically(dest, lambda tmp: _sqlite_backup(parsed.database, tmp))
+            return "sqlite online backup"
+        if parsed.get_backend_name() == "postgresql":
+            _atomically(dest, lambda tmp: _pg_dump(parsed, tmp))
+            return "pg_dump --format=custom"
+    except sqlite3.Error as exc:  # an unreadable or damaged live database
+        raise BackupFailed(f"the SQLite backup failed: {exc}") from None
+    except OSError as exc:  # an unwritable directory, a full disk
+        raise BackupFailed(f"{exc.filename or dest}: {exc.strerror or exc}") from None
     raise BackupFailed(f"no backup method for {parsed.get_backend_name()}")
 
 
@@ -70,10 +85,8 @@ def _sqlite_backup(database: str, tmp: Path) -> None:
         source.close()
 
 
-def _pg_dump(url, tmp: Path) -> None:
-    exe = shutil.which("pg_dump")
-    if exe is None:
-        raise BackupFailed("pg_dump is not installed (Debian: postgresql-client)")
+def pg_environment(url) -> dict[str, str]:
+    """Return os.environ plus libpq's variables for url: the password never goes on argv."""
     env = dict(os.environ)
     for var, value in (
         ("PGHOST", url.host),
@@ -84,9 +97,21 @@ def _pg_dump(url, tmp: Path) -> None:
     ):
         if value is not None:
             env[var] = str(value)
+    # Connection options in the URL's query (TLS, timeouts) apply to the tools too.
+    for param, var in LIBPQ_QUERY_VARS.items():
+        value = url.query.get(param)
+        if isinstance(value, str):
+            env[var] = value
+    return env
+
+
+def _pg_dump(url, tmp: Path) -> None:
+    exe = shutil.which("pg_dump")
+    if exe is None:
+        raise BackupFailed("pg_dump is not installed (Debian: postgresql-client)")
     result = subprocess.run(  # noqa: S603 (fixed arguments, no shell)
         [exe, "--format=custom", "--no-owner", "--file", str(tmp)],
-        env=env,
+        env=pg_environment(url),
         capture_output=True,
         text=True,
         check=False,

@@ -101,6 +101,30 @@ def db_backup(ctx: Context, path: Path) -> None:
     click.echo(f"backed up to {path} ({method})")
 
 
+@db_group.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="replace a database that already holds tips")
+@pass_ctx
+def db_restore(ctx: Context, path: Path, yes: bool) -> None:
+    """Replace the database with the backup at PATH, once the backup has passed its checks."""
+    from app.restore import RestoreFailed, restore_database
+
+    try:
+        done = restore_database(ctx.settings.database_url, path, replace_tips=yes)
+    except RestoreFailed as exc:
+        _fail(str(exc))
+    replaced = f", replacing {done.replaced_tips}" if done.replaced_tips else ""
+    click.echo(f"restored {path} ({done.method}): {done.tips} tips{replaced}")
+    if done.leftover_tables:
+        click.echo(
+            f"warning: tables not in the backup were left as they were: "
+            f"{', '.join(done.leftover_tables)} (drop them before `tipline db upgrade`)",
+            err=True,
+        )
+    if done.revision != done.head:
+        click.echo(f"the backup is at revision {done.revision}: run `tipline db upgrade` next")
+
+
 # --- demo ---------------------------------------------------------------------------------
 @cli.group("demo")
 def demo_group() -> None:
@@ -486,15 +510,22 @@ def awards_run(ctx: Context, period: str) -> None:
 
 # --- bot ----------------------------------------------------------------------------------
 @cli.command("bot")
+@click.option(
+    "--inbox-only",
+    is_flag=True,
+    help="only drain the webhook inbox, beside the one `tipline bot` (PostgreSQL; scale-out)",
+)
 @pass_ctx
-def bot_command(ctx: Context) -> None:
+def bot_command(ctx: Context, inbox_only: bool) -> None:
     """Run the Telegram bot (long polling; inbox draining when TELEGRAM_WEBHOOK_SECRET is set)."""
-    from app.bot.runtime import AlreadyRunning, run_bot
+    from app.bot.runtime import AlreadyRunning, inbox_only_refusal, run_bot
 
     if not ctx.settings.telegram_bot_token:
         _fail("TELEGRAM_BOT_TOKEN is not set")
+    if inbox_only and (refusal := inbox_only_refusal(ctx.settings)):
+        _fail(refusal)
     try:
-        run_bot(ctx.settings)
+        run_bot(ctx.settings, inbox_only=inbox_only)
     except AlreadyRunning as exc:
         _fail(str(exc))
 
@@ -516,7 +547,7 @@ def clock_run(ctx: Context, every: float) -> None:
     from app.reports.clock import run_clock
 
     # Several runners may be started for availability; one ticks at a time.
-    lock = clock_lock(ctx.settings.redis_url, every)
+    lock = clock_lock(ctx.settings.redis_url, every, prefix=ctx.settings.redis_prefix)
     while True:
         escalated = lock.run(ctx.sessions, lambda session: run_clock(session, now=utcnow()))
         if escalated is None:

@@ -52,6 +52,11 @@ def test_backup_failures_are_clear_and_leave_nothing(tmp_path):
     assert result.exit_code == 2 and "is not a directory" in result.output
     result = invoke("db", "backup", str(tmp_path / "b.db"), url=f"sqlite:///{tmp_path / 'x.db'}")
     assert result.exit_code == 2 and "does not exist" in result.output
+    # A file that is not a database: SQLite's own words, no traceback, no partial file.
+    (tmp_path / "x.db").write_bytes(b"not a database at all, just some bytes" * 100)
+    result = invoke("db", "backup", str(tmp_path / "b.db"), url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.exit_code == 2 and "the SQLite backup failed" in result.output
+    assert not (tmp_path / "b.db").exists() and list(tmp_path.glob("*.part")) == []
     # PostgreSQL that does not answer: pg_dump's error, no partial file.
     url = "postgresql://postgres:s3cret@127.0.0.1:1/nodb"
     result = invoke("db", "backup", str(tmp_path / "pg.dump"), url=url)
