@@ -16,11 +16,11 @@ Photos may come at any step (albums are acknowledged once, when they settle); a
 location may come early. Each reply to a reporter is an outbox row written in
 the same transaction, so an update is handled, and answered, exactly once.
 
-The work is split so that no transaction waits for the network: `plan_update`
-reads (without a write lock), the runtime then fetches the files the plan asks
-for and checks photos, and `apply_update` writes. On confirm, submit_tip is the
-first statement of the transaction, so its photo decoding runs before SQLite's
-write lock is taken.
+The work is split so that no transaction waits for the network or the decoder:
+`plan_update` reads (without a write lock), the runtime then fetches the files the
+plan asks for (`files_to_fetch`), checks an arriving photo, and for a confirm
+decodes the draft's photos and stores its voice note, and `apply_update` writes:
+the confirm's transaction (on SQLite, the one writer lock) waits for neither.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from app.people.identities import (
 from app.people.models import Reporter
 from app.reports.categories import list_categories
 from app.reports.errors import TipNotFound
-from app.reports.photos import PhotoRejected
+from app.reports.photos import ProcessedPhoto
 from app.reports.reporter_view import reporter_status
 from app.reports.services import Upload, submit_tip, view_tip
 from app.reports.storage import MediaStore
@@ -98,12 +98,28 @@ class Plan:
     draft: DraftView | None
 
 
+@dataclass(frozen=True)
+class ToFetch:
+    """What the runtime gets ready for an update before its transaction begins."""
+
+    checks: list[FileRef] = field(default_factory=list)  # arriving photos, checked at once
+    photos: list[FileRef] = field(default_factory=list)  # a confirmed draft's: to clean
+    voice: FileRef | None = None  # a confirmed draft's voice note: to store
+
+
 @dataclass
 class Fetched:
-    """Files fetched for this update: photo checks ("ok", a refusal code, "too_big"), bytes."""
+    """What the runtime got ready for this update, keyed by file id.
+
+    checks: "ok", a refusal code or "too_big" per arriving photo; files: the downloaded
+    bytes; cleaned: a confirmed draft's photos the pipeline took (a refused one is not
+    there); voice_key: its voice note, already in the media store.
+    """
 
     checks: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    cleaned: dict[str, ProcessedPhoto] = field(default_factory=dict)
+    voice_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,19 +169,20 @@ def too_big(ref: FileRef) -> bool:
     return ref.size is not None and ref.size > TELEGRAM_DOWNLOAD_LIMIT
 
 
-def files_to_fetch(plan: Plan, inc: Incoming) -> tuple[list[FileRef], list[FileRef]]:
-    """Return (photos to check now, files to download for submitting) for this update."""
+def files_to_fetch(plan: Plan, inc: Incoming) -> ToFetch:
+    """Say which files this update needs fetched, and made ready, before its transaction."""
     if plan.reporter is None:
-        return [], []
+        return ToFetch()
     if inc.kind == "photo" and inc.file and not too_big(inc.file):
-        return [inc.file], []
+        return ToFetch(checks=[inc.file])
     draft = plan.draft
     if inc.kind == "callback" and inc.data == "sum:confirm" and draft and draft.step == "summary":
-        refs = [FileRef.from_dict(p) for p in draft.data.get("photos", [])]
-        if draft.data.get("voice"):
-            refs.append(FileRef.from_dict(draft.data["voice"]))
-        return [], refs
-    return [], []
+        voice = draft.data.get("voice")
+        return ToFetch(
+            photos=[FileRef.from_dict(p) for p in draft.data.get("photos", [])],
+            voice=FileRef.from_dict(voice) if voice else None,
+        )
+    return ToFetch()
 
 
 # --- applying --------------------------------------------------------------------------------
@@ -790,46 +807,42 @@ class Turn:
         return fields
 
     def confirm(self) -> None:
-        """Store the tip (submit_tip first: nothing else has touched the database yet)."""
+        """Store the tip from what the runtime made ready: photos cleaned, voice note stored.
+
+        A photo the pipeline refused then is left out and the tip kept (it was checked
+        when it came, so this is rare); a photo no longer on Telegram's side likewise.
+        """
         draft, data = self.draft, self.draft.data
-        photos = [p for p in data.get("photos", []) if p["file_id"] in self.fetched.files]
+        cleaned = self.fetched.cleaned
+        kept = [p["file_id"] for p in data.get("photos", []) if p["file_id"] in cleaned]
         key = str(uuid.uuid5(_KEY_NAMESPACE, f"{draft.id}:{draft.created_at.isoformat()}"))
-        while True:
-            uploads = [Upload(self.fetched.files[p["file_id"]]) for p in photos]
-            try:
-                submission = submit_tip(
-                    self.session,
-                    self.settings,
-                    self.env.store,
-                    fields=self.tip_fields(data),
-                    uploads=uploads,
-                    channel="telegram",
-                    reporter_id=self.reporter.id,
-                    idempotency_key=key,
-                    now=self.env.now,
-                )
-                break
-            except PhotoRejected as exc:
-                # Checked when it came, so this is rare: leave the photo out, keep the tip.
-                bad = {int(i) for i in (exc.fields.get("photos") or {})}
-                if not bad:
-                    raise
-                photos = [p for i, p in enumerate(photos) if i not in bad]
-            except DomainError as exc:
-                if exc.status >= 500:
-                    raise  # busy decoder, full disk: the update is retried
-                key_name = f"bot.refused.{exc.code}"
-                reason = self.t(key_name if key_name in catalogue() else "bot.refused.other")
-                self.say(self.t("bot.refused", reason=reason))
-                return
+        try:
+            submission = submit_tip(
+                self.session,
+                self.settings,
+                self.env.store,
+                fields=self.tip_fields(data),
+                uploads=[Upload(self.fetched.files[f]) for f in kept],
+                processed=[cleaned[f] for f in kept],
+                channel="telegram",
+                reporter_id=self.reporter.id,
+                idempotency_key=key,
+                now=self.env.now,
+            )
+        except DomainError as exc:
+            if exc.status >= 500:
+                raise  # full disk, database trouble: the update is retried
+            key_name = f"bot.refused.{exc.code}"
+            reason = self.t(key_name if key_name in catalogue() else "bot.refused.other")
+            self.say(self.t("bot.refused", reason=reason))
+            return
         tip_id = tip_id_for_ref(self.session, submission.ref)
         voice = data.get("voice")
-        if voice and voice["file_id"] in self.fetched.files:
+        if voice and self.fetched.voice_key:
             attach_voice(
                 self.session,
-                self.env.store,
                 tip_id,
-                self.fetched.files[voice["file_id"]],
+                self.fetched.voice_key,
                 mime_type=voice.get("mime_type") or "audio/ogg",
                 duration_s=voice.get("duration"),
             )

@@ -3,6 +3,8 @@
     getUpdates ──sanitise──▶ bot_inbox (commit) ──▶ next offset        (polling mode)
     POST /telegram/webhook ──▶ bot_inbox (commit) ──▶ 200               (webhook mode)
     bot_inbox ──claim (lease)──▶ per-chat queue ──▶ plan │ fetch files │ apply + done (one commit)
+        fetch: downloads, photo checks, a confirm's photo decoding and voice file, all
+        before the transaction (on SQLite, the one writer lock), which waits for none of it
     outbox ──claim (lease)──▶ pacer ──▶ sendMessage ──▶ sent │ retry │ failed
     timers: album settling, draft expiry, the response clock, partner webhooks, and
             retention (old tips, the orphan sweep, inbox pruning)
@@ -55,7 +57,7 @@ from app.bot import conversation, inbox
 from app.bot.client import TelegramClient, make_client
 from app.bot.conversation import Env, Fetched, Message
 from app.bot.sender import Pacer, Sender, claim_replies, nap, release_sending, retry_seconds
-from app.bot.services import StaleDraft, expired_drafts, queue_reply, settled_albums
+from app.bot.services import StaleDraft, expired_drafts, queue_reply, settled_albums, store_voice
 from app.bot.updates import Incoming, chat_key, read_update, sanitise_update
 from app.config import Settings
 from app.db import make_engine, make_session_factory, read_only, unit_of_work, utcnow
@@ -63,7 +65,12 @@ from app.faults import fault_point
 from app.i18n import t
 from app.locks import JobLock, clock_lock
 from app.partners.delivery import deliver_due  # partner webhooks go out from here too
-from app.reports.photos import PhotoRejected, configure_decode_slots, process_photo_bounded
+from app.reports.photos import (
+    PhotoRejected,
+    ProcessedPhoto,
+    configure_decode_slots,
+    process_photo_bounded,
+)
 from app.reports.retention import run_retention
 from app.reports.storage import make_media_store
 
@@ -481,19 +488,33 @@ class BotRuntime:
             inbox.retry_now(session, inbox_ids)
 
     async def _fetch(self, plan, inc: Incoming) -> Fetched:
-        """Download what the update needs before any transaction starts."""
-        checks, downloads = conversation.files_to_fetch(plan, inc)
+        """Download what the update needs, and do its slow work, before any transaction starts.
+
+        A confirm's photos are decoded here (in the decode slots, as everywhere) and its
+        voice note written to the store, so no other writer (a web worker's tip) waits for
+        them behind this update's transaction. A busy decoder or a full disk raises: the
+        update is retried.
+        """
+        wanted = conversation.files_to_fetch(plan, inc)
         fetched = Fetched()
-        for ref in checks:
+        for ref in wanted.checks:
             try:
                 data = await self.client.download(ref.file_id)
             except BadRequest:  # "file is too big", or gone
                 fetched.checks[ref.file_id] = "too_big"
                 continue
             fetched.checks[ref.file_id] = await asyncio.to_thread(self._check_photo, data)
+        downloads = [*wanted.photos, *([wanted.voice] if wanted.voice else [])]
         if downloads:
             results = await asyncio.gather(*(self._download_kept(r.file_id) for r in downloads))
             fetched.files = {r.file_id: d for r, d in zip(downloads, results, strict=True) if d}
+        files = fetched.files
+        photos = [(r.file_id, files[r.file_id]) for r in wanted.photos if r.file_id in files]
+        if photos:
+            fetched.cleaned = await asyncio.to_thread(self._clean_photos, photos)
+        voice = files.get(wanted.voice.file_id) if wanted.voice else None
+        if voice:
+            fetched.voice_key = await asyncio.to_thread(store_voice, self.store, voice)
         return fetched
 
     async def _download_kept(self, file_id: str) -> bytes | None:
@@ -502,15 +523,27 @@ class BotRuntime:
         except BadRequest:
             return None  # no longer on Telegram's side: the tip goes ahead without it
 
+    def _clean(self, data: bytes) -> ProcessedPhoto:
+        """Run the photo pipeline in a decode slot, as the web intake does."""
+        return process_photo_bounded(
+            data, timeout=self.settings.decode_wait_seconds, max_pixels=self.settings.max_pixels
+        )
+
     def _check_photo(self, data: bytes) -> str:
         """Run the photo pipeline once now, so a bad photo is refused while the reporter is here."""
         try:
-            process_photo_bounded(
-                data, timeout=self.settings.decode_wait_seconds, max_pixels=self.settings.max_pixels
-            )
+            self._clean(data)
         except PhotoRejected as exc:
             return exc.code
         return "ok"
+
+    def _clean_photos(self, photos: list[tuple[str, bytes]]) -> dict[str, ProcessedPhoto]:
+        """Clean a confirmed draft's photos, by file id; a refused one is left out, the tip kept."""
+        cleaned = {}
+        for file_id, data in photos:
+            with contextlib.suppress(PhotoRejected):  # checked when it came: rare
+                cleaned[file_id] = self._clean(data)
+        return cleaned
 
     async def _failed(self, row, inc: Incoming, plan, exc: Exception) -> None:
         where = _where(exc)

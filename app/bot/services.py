@@ -187,21 +187,28 @@ def tip_id_for_ref(session: Session, ref: str) -> int | None:
     return session.scalar(select(Tip.id).where(Tip.ref == ref))
 
 
+def store_voice(store: MediaStore, data: bytes) -> str:
+    """Write a voice note (the original audio) before the transaction that links it.
+
+    Outside the transaction, so SQLite's writer lock never waits for the disk; should
+    the link never commit, the orphan sweeper removes the file after its grace period.
+    """
+    return store.put(data, suffix=".ogg")
+
+
 def attach_voice(
     session: Session,
-    store: MediaStore,
     tip_id: int,
-    data: bytes,
+    media_key: str,
     *,
     mime_type: str,
     duration_s: int | None,
 ) -> None:
-    """Store a voice note (the original audio) and link it to the tip."""
-    key = store.put(data, suffix=".ogg")
+    """Link a voice note stored by store_voice to the tip."""
     session.add(
         Audio(
             tip_id=tip_id,
-            media_key=key,
+            media_key=media_key,
             mime_type=(mime_type or "audio/ogg")[:40],
             duration_s=duration_s,
             created_at=utcnow(),
