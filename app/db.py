@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, make_url
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -89,56 +89,30 @@ def has_writer_lock(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
 
 
-class Reads:
-    """Where the reads before a write go, opened at the first read (a refusal may need none).
-
-    `apart`: outside the write transaction, so a write committed after a read is not seen.
-    """
-
-    def __init__(self, session: Session, stack: ExitStack, apart: bool):
-        self._session, self._stack, self.apart = session, stack, apart
-        self._conn: Connection | None = None
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            if self.apart:
-                conn = self._stack.enter_context(self._session.get_bind().connect())
-                # No BEGIN: each read is its own snapshot, and nothing here needs two to agree.
-                self._conn = conn.execution_options(sqlite_begin="NONE")
-            else:
-                self._conn = self._session.connection()
-        return self._conn
+@functools.cache
+def _autocommit_twin(engine: Engine) -> Engine:
+    """The engine's twin (same pool) whose SQLite connections read without a BEGIN."""
+    return engine.execution_options(sqlite_begin="NONE")
 
 
 @contextmanager
-def reads_before_write(session: Session) -> Iterator[Reads]:
-    """Give the reads that precede a session's first write a connection that takes no lock.
+def reads_before_write(session: Session) -> Iterator[Session]:
+    """Give the reads that precede a session's first write a session that takes no lock.
 
     The write session of a SQLite file begins with BEGIN IMMEDIATE: reading through it
-    would hold the one writer lock every worker queues for while the request reads,
-    decodes and routes. Those reads go through a connection of their own instead, each
-    statement in autocommit (its own read snapshot; WAL readers take no lock).
-    Elsewhere (PostgreSQL, an in-memory database, a session already in its transaction)
-    they use the session's connection.
-    """
-    apart = not session.in_transaction() and has_writer_lock(session.get_bind())
-    with ExitStack() as stack:
-        yield Reads(session, stack, apart)
-
-
-@contextmanager
-def session_before_write(session: Session) -> Iterator[Session]:
-    """An ORM session for lookups that precede the writes (a token), as reads_before_write.
-
-    It connects at its first query, if any. What it loads is detached when the block
-    ends: keep ids, not objects.
+    (a token, a ban, reference data on a cache miss) would hold the one writer lock every
+    worker queues for while the request reads, decodes, routes and writes its photo
+    files. Those reads go through a session of its own instead, each statement in
+    autocommit (its own snapshot; WAL readers take no lock), connected at its first
+    query if any. Elsewhere (PostgreSQL, an in-memory database, a session already in its
+    transaction) they use the session itself. What the reader loads is detached when the
+    block ends: keep ids and plain values, not objects.
     """
     engine = session.get_bind()
     if session.in_transaction() or not has_writer_lock(engine):
         yield session
         return
-    with Session(bind=engine.execution_options(sqlite_begin="NONE")) as reader:
+    with Session(bind=_autocommit_twin(engine)) as reader:
         yield reader
 
 

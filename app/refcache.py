@@ -33,9 +33,10 @@ class Refreshed:
         transaction (on SQLite, the write lock) only begins when a load is needed.
         """
         bind = source.get_bind() if isinstance(source, Session) else source
-        # Keyed by the engine (one per database and process), which hashes by identity:
-        # hashing its URL cost more than the rest of a cache hit, four times per tip.
-        key = bind.engine
+        # Keyed by the engine's pool (one per database and process; an engine's twins with
+        # other execution options share it), which hashes by identity: hashing the URL
+        # cost more than the rest of a cache hit, four times per tip.
+        key = bind.engine.pool
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and now - entry[0] < self._ttl:

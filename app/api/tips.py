@@ -10,7 +10,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 
 from app.api.auth import current_reporter
 from app.api.responses import CategorySchema, ReporterTipSchema
-from app.db import session_before_write
+from app.db import reads_before_write
 from app.reports.abuse import client_key_for
 from app.reports.categories import list_categories
 from app.reports.schemas import TipInputSchema, TipReceiptSchema
@@ -96,7 +96,7 @@ def post_tip():
     svc = services()
     fields, uploads = read_tip_request(svc.settings.max_photo_bytes)
     session = db()
-    with session_before_write(session) as reader:  # no writer lock for the token's lookup
+    with reads_before_write(session) as reader:  # no writer lock for the token's lookup
         reporter = current_reporter(reader)
         reporter_id = reporter.id if reporter else None
     result = submit_tip(

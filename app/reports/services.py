@@ -200,8 +200,7 @@ class _Prepared:
 
 
 def _prepare(
-    session: Session,
-    reads: Connection,
+    reads: Session,
     settings: Settings,
     store: MediaStore,
     data: dict,
@@ -217,10 +216,11 @@ def _prepare(
 ) -> _Prepared:
     """Store the photo files, place, route and triage the tip: all that needs no write.
 
-    An anonymous tip is judged as nobody's (`owner` None): its sender stays unlinked.
+    `reads` is the session for its reads (app/db.py reads_before_write). An anonymous
+    tip is judged as nobody's (`owner` None): its sender stays unlinked.
     """
-    lat, lon, source = _locate(session, data, photos)
-    flags, placement = _flags_and_placement(session, settings, data, lat, lon, now)
+    lat, lon, source = _locate(reads, data, photos)
+    flags, placement = _flags_and_placement(reads, settings, data, lat, lon, now)
     if check_placement is not None:
         check_placement(placement)  # a refusal here leaves no file: none is written yet
     stored = [(p, store.put(p.derivative), store.put(p.thumbnail)) for p in photos]
@@ -234,11 +234,11 @@ def _prepare(
         category_severity=category.severity,
         text=data["description"],
         received_at=now,
-        reporter_trust=None if owner is None else reporter_trust(reads, owner),
+        reporter_trust=None if owner is None else reporter_trust(reads.connection(), owner),
         has_photos=bool(photos),
         accuracy_m=data.get("accuracy_m"),
         location_source=source if located else "none",
-        urgent_words=load_urgent_words(session),
+        urgent_words=load_urgent_words(reads),
     )
     grid_path = "/".join(p["code"] for p in placement.path) or None
     values = dict(
@@ -267,7 +267,7 @@ def _prepare(
         status="new",
         updated_at=now,
         **start_clock(
-            session,
+            reads,
             priority=assessment.priority,
             category_code=category.code,
             grid_path=grid_path,
@@ -322,21 +322,21 @@ def submit_tip(
         )
     # Everything that needs no write is settled before the write transaction begins: on a
     # SQLite file that transaction holds the one writer lock every worker queues for, so
-    # the reads go through a connection of their own (app/db.py) and only the duplicate
-    # checks and the inserts run inside the lock. The cached lookups (category, grid
-    # layer, urgent words, targets) take the session: a cache hit begins nothing.
+    # the reads (bans, cache misses of the category, layer, urgent words and targets) go
+    # through a session of their own (app/db.py), photo files are written outside it, and
+    # only the duplicate checks and the inserts run inside the lock.
     with reads_before_write(session) as reads:
         # Cheap refusals first. A keyed request may be a replay, which must not count
         # twice: it is only looked at here and counted once its key is claimed below.
         if reporter_id is not None:
-            check_reporter_allowed(reads.conn, reporter_id)
+            check_reporter_allowed(reads.connection(), reporter_id)
         rate = dict(reporter_id=reporter_id, client_key=client_key)
         scope = idempotency.scope_for(reporter_id)
         try:
             check_submission_rate(limiter, settings, **rate, record=key is None)
         except RateLimited:
             # Over the limit, a retry of a stored request still gets its original answer.
-            if key is None or not _key_is_stored(reads.conn, settings, scope, key):
+            if key is None or not _key_is_stored(reads.connection(), settings, scope, key):
                 raise
         data = validate_fields(fields)
         if not data["description"].strip() and not uploads:
@@ -346,12 +346,11 @@ def submit_tip(
             )
         anonymous = data.pop("anonymous") or reporter_id is None
         photos = _process_all(settings, uploads) if processed is None else processed
-        category = active_category(session, data["category"])
+        category = active_category(reads, data["category"])
         prepared = None
         if category is not None:
             prepared = _prepare(
-                session,
-                reads.conn,
+                reads,
                 settings,
                 store,
                 data,

@@ -2,16 +2,13 @@
 
 On a SQLite file every write transaction holds the one writer lock (app/db_sqlite.py):
 the bot decodes a draft's photos, and stores its voice note, in the fetch stage, so a
-web worker's tip never waits for them. Retries still make exactly one tip. (The photo
-files are still written inside the lock when submit_tip's caches are cold: the xfail.)
+web worker's tip never waits for them, and submit_tip writes the photo files before its
+transaction begins, whatever its caches hold. Retries still make exactly one tip.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import time
 
 import pytest
 from sqlalchemy import func, make_url, select
@@ -32,32 +29,7 @@ from tests.bot.test_conversation import (
 from tests.fake_telegram import FakeUser
 from tests.images import phone_jpeg
 from tests.layers import centre_of
-
-
-def _writer_lock_free(settings) -> bool | None:
-    """On a SQLite file, whether another connection can take the writer lock (None elsewhere).
-
-    Other bot work (the sender marking a reply sent) may hold it for a moment, so this
-    waits up to 2 s for it to come free. A lock held by the update being handled never
-    does: that update is waiting for the work this check runs inside.
-    """
-    url = make_url(settings.database_url)
-    if url.get_backend_name() != "sqlite":  # PostgreSQL has no such lock: rows are locked
-        return None
-    fd = os.open(os.path.abspath(url.database) + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + 2
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                return True
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.01)
-    finally:
-        os.close(fd)
+from tests.writer_lock import writer_lock_free
 
 
 class Watch:
@@ -77,13 +49,17 @@ class Watch:
         real_decode, real_apply = photos.process_photo, conversation.apply_update
         real_put = LocalMediaStore.put
 
+        def now() -> tuple[bool | None, bool]:
+            """Whether the writer lock is free, and whether an update is being applied."""
+            return writer_lock_free(settings.database_url, wait_s=2), self._applying > 0
+
         def decode(data, **kw):
-            self.decodes.append((_writer_lock_free(settings), self._applying > 0))
+            self.decodes.append(now())
             return real_decode(data, **kw)
 
         def put(store, data, *, suffix=".jpg"):
-            if suffix != ".jpg" or photo_files:  # photo files on request: see the xfail below
-                self.puts[suffix].append((_writer_lock_free(settings), self._applying > 0))
+            if suffix != ".jpg" or photo_files:  # photo files on request (the last test)
+                self.puts[suffix].append(now())
             return real_put(store, data, suffix=suffix)
 
         def apply_update(session, env, inc, plan, fetched):
@@ -236,13 +212,6 @@ def test_a_busy_decoder_at_confirm_retries_the_update(
         assert row.status == "done" and row.attempts >= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="submit_tip loads reference data missing from its 10-second caches (categories, "
-    "grid layer, urgent words, targets) through the write session: on SQLite that begins "
-    "the writer lock before the photo files are written (app/reports/services.py, the "
-    "lead's; reported in brief F)",
-)
 def test_a_confirm_writes_its_photo_files_without_the_writer_lock(
     driver, settings, session_factory, monkeypatch
 ):
