@@ -7,6 +7,7 @@ import datetime as dt
 from flask import Blueprint, make_response, render_template, request, url_for
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from app.errors import DomainError
 from app.grids.datum import CRS_NAMES, CRS_WGS84
 from app.i18n import catalogue, normalise_locale, t
 from app.reports.categories import list_categories
@@ -86,6 +87,24 @@ def _render(template: str, locale: str, status: int = 200, **context):
             LANG_COOKIE, locale, max_age=LANG_COOKIE_AGE, samesite="Lax", secure=request.is_secure
         )
     response.headers["Content-Language"] = "zh-CN" if locale == "zh" else "en"
+    return response
+
+
+@bp.errorhandler(DomainError)
+def domain_error(exc: DomainError):
+    """A refusal the pages do not handle themselves (the database away): a page, not JSON."""
+    locale = page_locale()
+    kind = "unavailable" if exc.status == 503 else "other"
+    response = _render(
+        "web/error.html",
+        locale,
+        exc.status,
+        title=t(f"web.error_{kind}_title", locale),
+        message=t(f"web.error_{kind}", locale, seconds=exc.retry_after or 5),
+    )
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

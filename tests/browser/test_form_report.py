@@ -76,9 +76,13 @@ class Recorder:
     def __init__(self, app):
         self.app = app
         self.tip_posts: list[TipPost] = []
+        self.down = False  # answer every page 503, as while the database restarts
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        if self.down and environ["PATH_INFO"] in ("/report", "/status"):
+            start_response("503 Service Unavailable", [("Content-Type", "text/html")])
+            return [b"<!doctype html><title>503</title><p>down</p>"]
         if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/api/v1/tips":
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             environ["wsgi.input"] = io.BytesIO(body)
@@ -289,6 +293,26 @@ def test_offline_tip_is_queued_survives_reload_and_is_sent_once(browser, server,
     assert tip.ref == ref
     assert len(server.recorder.tip_posts) == 1
     page.locator("#queue .state-queued").wait_for(state="detached")
+    context.close()
+
+
+def test_a_server_error_shows_the_cached_form(browser, server, session_factory):
+    """A 503 for the page (the database restarting) loads the cached form, not the error."""
+    context = new_context(browser)
+    page = open_form(context, server)
+    wait_for_worker(page)
+    server.recorder.down = True
+    try:
+        response = page.reload()
+        assert response.from_service_worker and response.status == 200
+        page.locator("#cat-theft").wait_for()
+    finally:
+        server.recorder.down = False
+    fill_tip(page)
+    submit(page)
+    ref = shown_ref(page)
+    assert [t.ref for t in tips_in_db(session_factory)] == [ref]
+    assert page.problems == []
     context.close()
 
 

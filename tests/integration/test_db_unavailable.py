@@ -132,10 +132,14 @@ def test_open311_answers_in_its_envelope_in_json_and_xml(gone, caplog):
 
 
 def test_the_form_pages_answer_503_with_retry_after(gone, caplog):
-    # The form's blueprint has no error page of its own: it gets the API's envelope.
+    # A page in the reader's language, not JSON: volunteers open these in a browser.
     for resp in (gone.get("/report"), gone.post("/status", data={"ref": "T-7K3M9Q"})):
         assert resp.status_code == 503
         assert resp.headers["Retry-After"] == str(RETRY_AFTER_S)
+        assert resp.mimetype == "text/html" and resp.headers["Cache-Control"] == "no-store"
+        assert "暂时无法连接" in resp.get_data(as_text=True)
+    english = gone.get("/report?lang=en").get_data(as_text=True)
+    assert "Temporarily unavailable" in english and "Traceback" not in english
     _assert_logged_as_passing(caplog)
 
 

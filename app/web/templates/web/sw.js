@@ -33,7 +33,9 @@ self.addEventListener('activate', (event) => {
   );
 });
 
-/* The page from the network when it answers in time (and keep it), else the cached copy. */
+/* The page from the network when it answers in time (and keep it), else the cached copy;
+   a server error (5xx: the database away, a restart) also falls back to the cached copy,
+   whose queue keeps tips until the server is back. */
 function networkFirst(request, key) {
   return caches.open(CACHE).then(
     (cache) =>
@@ -52,7 +54,14 @@ function networkFirst(request, key) {
           (response) => {
             clearTimeout(timer);
             if (response.ok) cache.put(key, response.clone());
-            if (!settled) {
+            if (response.status >= 500) {
+              fromCache().then((hit) => {
+                if (!hit && !settled) {
+                  settled = true;
+                  resolve(response);
+                }
+              });
+            } else if (!settled) {
               settled = true;
               resolve(response);
             }
