@@ -9,7 +9,6 @@ only its own requests: anyone else's is "not found", never "forbidden".
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import secrets
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from app.open311.filters import RequestFilter
 from app.partners.identities import reporter_for_request
 from app.partners.models import Partner, PartnerRequest
 from app.ratelimit import RateLimiter
+from app.reports.abuse import count_against
 from app.reports.categories import list_categories
 from app.reports.clock import LOCAL_TZ
 from app.reports.errors import RateLimited
@@ -35,8 +35,6 @@ from app.reports.models import Category, Tip
 from app.reports.reporter_view import reporter_status
 from app.reports.services import Upload, submit_tip
 from app.reports.storage import MediaStore
-
-log = logging.getLogger("tipline.open311")
 
 # Spec field names for the intake's own, so field errors name what the partner sent.
 SPEC_NAMES = {
@@ -133,13 +131,9 @@ def _check_key_rate(
     if limiter is None:
         return
     limit = settings.partner_tips_per_minute
-    check = limiter.hit if record else limiter.peek
-    try:
-        decision = check(f"tips:partner:{partner_id}:m", limit, 60)
-    except Exception:  # fail open, as the reporters' limit does
-        log.warning("rate limiter unavailable; Open311 request accepted without a limit check")
-        return
-    if not decision.allowed:
+    window = (f"tips:partner:{partner_id}:m", limit, 60)
+    decision = count_against(limiter, [window], record=record)
+    if decision is not None and not decision.allowed:
         message = t(
             "open311.error.rate_limited",
             locale,

@@ -27,7 +27,7 @@ from app.config import Settings
 from app.errors import DomainError, NotFound
 from app.i18n import t
 from app.people.models import AuditEntry, Reporter
-from app.ratelimit import RateLimiter
+from app.ratelimit import Decision, RateLimiter
 from app.reports.errors import RateLimited, ReporterBlocked
 from app.security import keyed_hash
 
@@ -73,6 +73,28 @@ def _limits(settings: Settings, reporter_id: int | None) -> tuple[int, int]:
     return settings.anonymous_tips_per_minute, settings.anonymous_tips_per_hour
 
 
+def count_against(
+    limiter: RateLimiter, windows: list[tuple[str, int, float]], *, record: bool = True
+) -> Decision | None:
+    """Count one event against each (key, limit, seconds) window in turn; the first refusal.
+
+    Stops at the first window that refuses, so a refused event is not recorded in the
+    longer ones. With record=False it only looks. None when the limiter is unavailable:
+    callers let the event through (fail open: a tip must not be lost to an outage).
+    """
+    check = limiter.hit if record else limiter.peek
+    try:
+        decision = None
+        for key, limit, seconds in windows:
+            decision = check(key, limit, seconds)
+            if not decision.allowed:
+                break
+    except Exception:
+        log.warning("rate limiter unavailable; accepted without a limit check")
+        return None
+    return decision
+
+
 def check_submission_rate(
     limiter: RateLimiter | None,
     settings: Settings,
@@ -96,15 +118,9 @@ def check_submission_rate(
     else:
         return  # staff entering a tip for a caller, a local tool: nobody to count
     per_minute, per_hour = _limits(settings, reporter_id)
-    check = limiter.hit if record else limiter.peek
-    try:
-        decision = check(key + ":m", per_minute, 60)
-        if decision.allowed:
-            decision = check(key + ":h", per_hour, 3600)
-    except Exception:  # fail open: a tip must not be lost to a limiter outage
-        log.warning("rate limiter unavailable; tip accepted without a limit check")
-        return
-    if not decision.allowed:
+    windows = [(key + ":m", per_minute, 60), (key + ":h", per_hour, 3600)]
+    decision = count_against(limiter, windows, record=record)
+    if decision is not None and not decision.allowed:
         params = {
             "per_minute": per_minute,
             "per_hour": per_hour,
