@@ -13,10 +13,11 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 from pathlib import Path
 
 from sqlalchemy import make_url
+
+from app.durable import fsync_dir, temp_beside
 
 # libpq reads these from the environment; the URL's query may carry them.
 LIBPQ_QUERY_VARS = {
@@ -56,15 +57,14 @@ def backup_database(url: str, dest: Path) -> str:
 
 
 def _atomically(dest: Path, write) -> None:
-    """Fill a temp file beside dest, fsync it, and rename it over dest."""
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(name)
+    """Fill a temp file beside dest, fsync it, and rename it over dest (durably)."""
+    tmp = temp_beside(dest)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
+        fsync_dir(dest.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

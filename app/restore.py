@@ -21,7 +21,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from app.backup import pg_environment
+from app.durable import fsync_dir, temp_beside
 from app.migrate import MIGRATIONS
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -126,9 +126,7 @@ def _sqlite_restore(source: Path, target: Path, replace_tips: bool) -> Restored:
         )
     if not target.parent.is_dir():
         raise RestoreFailed(f"{target.parent} is not a directory")
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_beside(target)
     try:
         # Checked as a copy: the backup itself is never opened for writing.
         shutil.copyfile(source, tmp)
@@ -142,7 +140,7 @@ def _sqlite_restore(source: Path, target: Path, replace_tips: bool) -> Restored:
             os.replace(tmp, target)
             # The old file's shared-memory index must not be taken for the new file's.
             Path(f"{target}-shm").unlink(missing_ok=True)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
         for side in ("-journal", "-wal", "-shm"):
@@ -235,14 +233,6 @@ def _match_ownership(tmp: Path, target: Path) -> None:
             os.chown(tmp, st.st_uid, st.st_gid)
         except PermissionError:
             raise RestoreFailed(f"{target} belongs to another user; restore as that user") from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

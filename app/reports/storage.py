@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from app.durable import fsync_dir
 from app.errors import Unavailable
 from app.faults import fault_point
 
@@ -119,7 +120,7 @@ class LocalMediaStore:
             # already whole under its content key: a retry finds it, the sweeper
             # removes it if no row ever points at it.
             for directory in (final.parent, *changed_dirs):
-                _fsync_dir(directory)
+                fsync_dir(directory)
             fault_point("photo_written")  # tests/system: the file is stored, its row is not
         except OSError as exc:  # ENOSPC, EDQUOT, EFBIG, EIO...: all mean "not stored"
             raise StorageFull() from exc
@@ -217,15 +218,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a directory's entries (a rename is only durable once its directory is)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _hex_subdirs(path: Path) -> list[str]:
